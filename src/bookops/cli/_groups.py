@@ -10,7 +10,10 @@ import typer
 _GROUPS = [
     ("book", "app", "book"),
     ("job", "app", "job"),
-    ("misc", "register", None),
+    ("config_cmd", "register", None),
+    ("history", "register", None),
+    ("export", "register", None),
+    ("providers", "register", None),
 ]
 
 
