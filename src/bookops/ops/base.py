@@ -31,9 +31,9 @@ class OpContext:
 
     store: Store
     settings: Settings
-    dispatcher: "Dispatcher"
+    dispatcher: Dispatcher
     book: Book
-    history: "HistoryBuffer"
+    history: HistoryBuffer
     job_id: str | None = None
     pages: frozenset[int] | None = None  # restrict page-level work to these scan pages
     params: dict[str, Any] = field(default_factory=dict)

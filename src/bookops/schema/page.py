@@ -119,7 +119,7 @@ class Page(StoredModel):
     metrics: dict[str, OpMetrics] = Field(default_factory=dict)
 
     @classmethod
-    def new(cls, book: str, page_num: int, source: PageSource) -> "Page":
+    def new(cls, book: str, page_num: int, source: PageSource) -> Page:
         return cls(id=page_id(book, page_num), book=book, page_num=page_num, source=source)
 
     @property

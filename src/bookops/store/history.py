@@ -43,7 +43,7 @@ class HistoryBuffer:
         while not self._closed:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

@@ -38,14 +38,14 @@ class Store:
     def kind(self) -> str:
         return self.backend.kind
 
-    async def connect(self) -> "Store":
+    async def connect(self) -> Store:
         await self.backend.connect()
         return self
 
     async def close(self) -> None:
         await self.backend.close()
 
-    async def __aenter__(self) -> "Store":
+    async def __aenter__(self) -> Store:
         return await self.connect()
 
     async def __aexit__(self, *exc: object) -> None:
