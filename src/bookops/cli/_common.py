@@ -52,3 +52,36 @@ async def _call(fn: Callable[[], Awaitable[T]]) -> T:
 def print_json(data: Any) -> None:
     """Plain JSON on stdout (no rich markup), so it can be piped."""
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def parse_pages(spec: str | None) -> list[int] | None:
+    """``"1-20,25"`` -> [1..20, 25]; None or empty -> None (all pages)."""
+    from ..errors import UserError
+
+    if not spec:
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = (int(x) for x in part.split("-", 1))
+                if a < 1 or b < a:
+                    raise ValueError
+                out.update(range(a, b + 1))
+            else:
+                n = int(part)
+                if n < 1:
+                    raise ValueError
+                out.add(n)
+        except ValueError:
+            raise UserError(f"--pages: '{spec}' is not a page list like 1-20 or 3,5,9-12") from None
+    return sorted(out)
+
+
+def split_csv(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
