@@ -58,6 +58,7 @@ class PageLabel(BaseModel):
     is_chapter_start: bool = False
     chapter_title: str | None = None
     method: str | None = None
+    read_as: str | None = Field(None, description="the number as read on the page, before the book-wide pass")
     sequence_fixed: bool = Field(False, description="the book-wide pass changed the printed number")
 
 

@@ -1,0 +1,137 @@
+"""Label: per page, the printed page number, running header and kind of content.
+
+Each page is read on its own (offline from the first and last lines and the word boxes, or by an
+LLM given the offline reading as a hint); once every wanted page is read, one book-wide pass makes
+the printed numbers consistent from the per-page readings (``read_as``), so a rerun starts over
+from what was read rather than from an earlier repair.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..pools.units import PRIORITY_BOOK, WorkResult, WorkUnit
+from ..schema import OpMetrics, Page, PageLabel
+from ..store import Store
+from ..understand.labels import fix_label_sequence, read_page_label
+from ._common import flag_update, load_page_texts, page_text
+from .base import OpContext, Operation
+
+SEQUENCE_UNIT = "label:sequence"
+
+
+class Label(Operation):
+    """Reads page labels; then a book-wide pass repairs the number sequence."""
+
+    name: ClassVar[str] = "label"
+    level: ClassVar[str] = "page"  # type: ignore[assignment]
+    collections: ClassVar[tuple[str, ...]] = ("pages", "books")
+    depends_on: ClassVar[tuple[str, ...]] = ("blend",)
+
+    def __init__(self, *, provider: str | None = None) -> None:
+        self.provider = provider
+
+    def _provider(self, ctx: OpContext) -> str:
+        return self.provider or ctx.settings.provider_for("label")
+
+    def _page_unit(self, ctx: OpContext, page_num: int) -> WorkUnit:
+        return WorkUnit(id=f"label:{ctx.book.id}:{page_num:04d}", op=self.name, provider=self._provider(ctx),
+                        book=ctx.book.id, page=page_num)
+
+    def _sequence_unit(self, ctx: OpContext) -> WorkUnit:
+        return WorkUnit(id=f"{SEQUENCE_UNIT}:{ctx.book.id}", op=self.name, provider="offline",
+                        book=ctx.book.id, priority=PRIORITY_BOOK, payload={"sequence": True})
+
+    async def create_units(self, ctx: OpContext) -> list[WorkUnit]:
+        pages = await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range(),
+                                           where={"blended": True, "labeled": False})
+        units = [self._page_unit(ctx, p.page_num) for p in pages if self.name not in p.errors]
+        if not units and await self._sequence_due(ctx):
+            units.append(self._sequence_unit(ctx))
+        return units
+
+    async def units_for_page(self, ctx: OpContext, page: Page) -> list[WorkUnit]:
+        if page.blended and not page.labeled and self.name not in page.errors:
+            return [self._page_unit(ctx, page.page_num)]
+        return []
+
+    async def _sequence_due(self, ctx: OpContext) -> bool:
+        book = await ctx.refresh_book()
+        if book.flag(self.name).state.value == "done":
+            return False
+        wanted = ctx.page_range()
+        labeled = await ctx.store.count_pages(ctx.book.id, {"page_num": {"$in": wanted}, "labeled": True})
+        return labeled > 0 and labeled == len(wanted)
+
+    async def execute(self, ctx: OpContext, unit: WorkUnit) -> Any:
+        if unit.payload.get("sequence"):
+            return await self._sequence(ctx)
+        assert unit.page is not None
+        page = await ctx.store.get_page(ctx.book.id, unit.page)
+        assert page is not None
+        text = page_text(page, await ctx.store.get_ocr_results(ctx.book.id, unit.page))
+        label = read_page_label(text)
+        label.read_as = label.printed_page
+        label.method = "offline"
+        if unit.provider == "openai":
+            from .label_llm import llm_label
+
+            return await llm_label(ctx, unit, text, label)
+        return label
+
+    async def _sequence(self, ctx: OpContext) -> list[tuple[int, PageLabel]]:
+        pages = await ctx.store.list_pages(ctx.book.id, where={"labeled": True})
+        labels = [p.label or PageLabel() for p in pages]
+        for lab in labels:
+            lab.printed_page = lab.read_as
+            lab.sequence_fixed = False
+        texts = await load_page_texts(ctx.store, ctx.book.id, [p.page_num for p in pages])
+        fixed = fix_label_sequence(labels, texts)
+        return [(p.page_num, lab) for p, lab in zip(pages, fixed, strict=True)]
+
+    async def handle_result(self, ctx: OpContext, result: WorkResult) -> list[WorkUnit]:
+        unit = result.unit
+        if unit.payload.get("sequence"):
+            changed = 0
+            for page_num, lab in result.value:
+                await ctx.store.patch_page(ctx.book.id, page_num,
+                                           {"$set": {"label": lab.model_dump(mode="json")}})
+                changed += int(lab.sequence_fixed)
+            await ctx.store.patch_book(ctx.book.id, flag_update(self.name, "done", provider="offline"))
+            ctx.event(self.name, "label.sequence", pages=len(result.value), repaired=changed)
+            return []
+        assert unit.page is not None
+        label: PageLabel = result.value
+        metrics = OpMetrics(provider=unit.provider, model=result.usage.model, seconds=result.run_s,
+                            queue_s=result.queued_s, attempts=result.attempts,
+                            prompt_tokens=result.usage.prompt_tokens,
+                            completion_tokens=result.usage.completion_tokens, cost_usd=result.usage.cost_usd,
+                            quality={"printed_page_found": label.printed_page is not None,
+                                     "content_type": label.content_type.value})
+        await ctx.store.patch_page(ctx.book.id, unit.page, {
+            "$set": {"label": label.model_dump(mode="json"), "labeled": True,
+                     "metrics.label": metrics.model_dump(mode="json")},
+            "$unset": {"errors.label": ""}})
+        ctx.event(self.name, "label.done", page=unit.page, printed_page=label.printed_page)
+        # A page labeled after the pass (a rerun of some pages) makes the pass due again.
+        await ctx.store.patch_book(ctx.book.id, flag_update(self.name, "running"))
+        return [self._sequence_unit(ctx)] if await self._sequence_due(ctx) else []
+
+    async def is_complete(self, ctx: OpContext) -> bool:
+        wanted = ctx.page_range()
+        labeled = await ctx.store.count_pages(ctx.book.id, {"page_num": {"$in": wanted}, "labeled": True})
+        book = await ctx.refresh_book()
+        return labeled == len(wanted) and book.flag(self.name).state.value == "done"
+
+    async def done_count(self, ctx: OpContext) -> int:
+        return await ctx.store.count_pages(ctx.book.id, {"page_num": {"$in": ctx.page_range()},
+                                                         "labeled": True})
+
+    async def reset(self, store: Store, book_id: str) -> None:
+        await store.patch_pages(book_id, {}, {"$set": {"labeled": False}, "$unset": {"label": "",
+                                                                                     "errors.label": ""}})
+        await store.patch_book(book_id, {"$unset": {"flags.label": ""}})
+
+    async def results(self, ctx: OpContext) -> list[PageLabel | None]:
+        return [p.label for p in await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range())]
+

@@ -1,0 +1,62 @@
+"""TocFind: which scan pages print the table of contents, or none."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from ..pools.units import WorkUnit
+from ..schema import OpMetrics, Toc
+from ..store import Store
+from ..understand.toc_find import find_toc
+from ._book_op import BookOperation
+from ._common import front_pages_blended, load_page_texts
+from .base import OpContext
+
+FRONT_PAGES = 30
+
+
+class TocLocation(BaseModel):
+    pages: list[int]
+    confidence: float
+    method: str
+
+
+class TocFind(BookOperation):
+    """Finds the ToC among pages 1..min(30, n); ``toc_pages`` in the job params forces a range."""
+
+    name: ClassVar[str] = "toc_find"
+    collections: ClassVar[tuple[str, ...]] = ("books", "tocs")
+    depends_on: ClassVar[tuple[str, ...]] = ("blend",)
+
+    async def ready(self, ctx: OpContext) -> bool:
+        if ctx.params.get("toc_pages"):
+            return True
+        return await front_pages_blended(ctx, FRONT_PAGES)
+
+    async def execute(self, ctx: OpContext, unit: WorkUnit) -> Any:
+        forced = ctx.params.get("toc_pages")
+        if forced:
+            return TocLocation(pages=sorted(int(p) for p in forced), confidence=1.0, method="forced")
+        n = min(FRONT_PAGES, ctx.book.page_count)
+        pages = await load_page_texts(ctx.store, ctx.book.id, range(1, n + 1))
+        found, confidence = find_toc(pages)
+        loc = TocLocation(pages=list(found), confidence=confidence, method="offline")
+        if unit.provider == "openai":
+            from .toc_llm import llm_toc_find
+
+            return await llm_toc_find(ctx, unit, pages, loc)
+        return loc
+
+    async def store_value(self, ctx: OpContext, value: TocLocation, metrics: OpMetrics) -> dict[str, Any]:
+        await ctx.store.put_toc(Toc(id=ctx.book.id, book=ctx.book.id, found=bool(value.pages),
+                                    pages=value.pages, confidence=value.confidence, found_by=value.method))
+        return {"pages": value.pages, "confidence": value.confidence, "method": value.method}
+
+    async def reset(self, store: Store, book_id: str) -> None:
+        await store.delete_toc(book_id)
+        await store.patch_book(book_id, {"$unset": {"flags.toc_find": ""}})
+
+    async def results(self, ctx: OpContext) -> Toc | None:
+        return await ctx.store.get_toc(ctx.book.id)
