@@ -38,15 +38,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except typer.Abort:  # a declined confirmation
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
+        try:
+            import click
+        except ModuleNotFoundError:  # newer typer vendors click as typer._click
+            from typer import _click as click
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            sys.exit(1)
         raise
 
 
