@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from ..store import Store
 from ..store.history import HistoryBuffer
 
 if TYPE_CHECKING:
-    from ..pools import Dispatcher
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +180,17 @@ class Runner:
 
 
 # ---------------------------------------------------------------------- standalone use
-async def resolve_target(target: Any, settings: Settings | None) -> tuple[Store, Settings, Any]:
-    """A Store, or a library-like object with ``.store``/``.settings`` (and maybe ``.dispatcher``)."""
+@asynccontextmanager
+async def _target_store(target: Any) -> AsyncIterator[Store]:
+    """A Store as given, or a Library's store for this loop (opened and closed around the call)."""
     if isinstance(target, Store):
-        return target, settings or Settings(), None
-    store = getattr(target, "store", None)
-    if not isinstance(store, Store):
+        yield target
+        return
+    session = getattr(target, "session", None)
+    if session is None:
         raise TypeError("run() takes a bookops Store or a Library as its first argument")
-    return store, settings or target.settings, getattr(target, "dispatcher", None)
+    async with session() as store:
+        yield store
 
 
 async def load_book(store: Store, book: str | Book) -> Book:
@@ -204,17 +208,18 @@ async def run_operations(ops: list[Operation], target: Any, book: str | Book, *,
     """Run operations on one book without a job record or lease; returns the last op's results."""
     from ..pools import Dispatcher
 
-    store, settings, dispatcher = await resolve_target(target, settings)
-    own_dispatcher = dispatcher is None
-    disp: Dispatcher = dispatcher or Dispatcher(settings)
-    history = HistoryBuffer(store)
-    ctx = OpContext(store=store, settings=settings, dispatcher=disp, book=await load_book(store, book),
-                    history=history, pages=frozenset(pages) if pages is not None else None,
-                    params=params, use_cache=params.pop("use_cache", True))
-    try:
-        await Runner(ops, ctx, on_progress=on_progress).run()
-        return await ops[-1].results(ctx)
-    finally:
-        await history.aclose()
-        if own_dispatcher:
+    settings = settings or getattr(target, "settings", None) or Settings()
+    async with _target_store(target) as store:
+        disp = Dispatcher(settings)
+        history = HistoryBuffer(store)
+        use_cache = params.pop("use_cache", True)
+        params.setdefault("ocr_providers", settings.ocr_providers)
+        ctx = OpContext(store=store, settings=settings, dispatcher=disp, book=await load_book(store, book),
+                        history=history, pages=frozenset(pages) if pages is not None else None,
+                        params=params, use_cache=use_cache)
+        try:
+            await Runner(ops, ctx, on_progress=on_progress).run()
+            return await ops[-1].results(ctx)
+        finally:
+            await history.aclose()
             await disp.aclose()
