@@ -41,21 +41,21 @@ class Reply:
     delay_s: float = 0.0
 
     @classmethod
-    def json(cls, obj: Any, **kw: Any) -> "Reply":
+    def json(cls, obj: Any, **kw: Any) -> Reply:
         return cls(content=json.dumps(obj), **kw)
 
     @classmethod
-    def rate_limited(cls, retry_after: str | float | None = None) -> "Reply":
+    def rate_limited(cls, retry_after: str | float | None = None) -> Reply:
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         return cls(status=429, headers=headers,
                    body={"error": {"message": "rate limit reached", "type": "rate_limit", "code": "429"}})
 
     @classmethod
-    def error(cls, status: int, message: str = "server error") -> "Reply":
+    def error(cls, status: int, message: str = "server error") -> Reply:
         return cls(status=status, body={"error": {"message": message, "type": "error", "code": str(status)}})
 
     @classmethod
-    def slow(cls, delay_s: float, content: str = "{}") -> "Reply":
+    def slow(cls, delay_s: float, content: str = "{}") -> Reply:
         return cls(content=content, delay_s=delay_s)
 
 
@@ -87,7 +87,7 @@ class LlmServer:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "LlmServer":
+    def start(self) -> LlmServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,7 +117,7 @@ class LlmServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> "LlmServer":
+    def __enter__(self) -> LlmServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -149,7 +149,8 @@ class LlmServer:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        req = RecordedRequest(method=method, path=path, headers={k.lower(): v for k, v in h.headers.items()}, body=body)
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        req = RecordedRequest(method=method, path=path, headers=headers, body=body)
         with self._lock:
             self.hits[path] += 1
             self.requests.append(req)

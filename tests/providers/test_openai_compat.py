@@ -146,7 +146,8 @@ async def test_connection_refused_is_transient(llm_settings: Settings) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 403, 404])
-async def test_client_errors_are_permanent(llm_server: LlmServer, llm_settings: Settings, status: int) -> None:
+async def test_client_errors_are_permanent(llm_server: LlmServer, llm_settings: Settings,
+                                           status: int) -> None:
     llm_server.push(Reply.error(status, "no such model"))
     async with LlmClient(llm_settings) as llm:
         with pytest.raises(PermanentError, match=str(status)):

@@ -143,7 +143,7 @@ class LlmClient:
     def __repr__(self) -> str:
         return f"LlmClient(base_url={self.settings.llm_base_url!r}, timeout_s={self.timeout_s})"
 
-    async def __aenter__(self) -> "LlmClient":
+    async def __aenter__(self) -> LlmClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -273,13 +273,16 @@ class LlmClient:
         u = completion.usage
         pt = u.prompt_tokens if u else None
         ct = u.completion_tokens if u else None
-        reported = getattr(u, "cost", None) if u else None
-        cost = cost_of(self.settings, req.model, pt, ct, reported if isinstance(reported, (int, float)) else None)
+        reported = getattr(u, "cost", None) if u else None  # OpenRouter's extra usage field
+        if not isinstance(reported, (int, float)):
+            reported = None
+        cost = cost_of(self.settings, req.model, pt, ct, reported)
         return _Reply(choice.message.content or "", choice.finish_reason, pt, ct, cost, latency)
 
     async def _record(self, req: _Request, outcome: str, attempt: int, reply: _Reply, *,
                       response: str | None = None) -> None:
-        await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash, outcome=outcome,
+        await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
+                          outcome=outcome,
                           attempt=attempt, latency_s=reply.latency_s, prompt_tokens=reply.prompt_tokens,
                           completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
                           response=response)
