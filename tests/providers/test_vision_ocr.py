@@ -117,7 +117,8 @@ async def test_blank_page_with_invented_text_rejected(tmp_path: Path, llm_server
     assert calls[0].response is None and calls[0].model == "test-vision"
 
 
-async def test_repetition_loop_rejected(tmp_path: Path, llm_server: LlmServer, llm_settings: Settings) -> None:
+async def test_repetition_loop_rejected(tmp_path: Path, llm_server: LlmServer,
+                                        llm_settings: Settings) -> None:
     img = text_page(tmp_path / "p.png", PROSE)
     llm_server.push(Reply(content="\n".join(PROSE[:4] + [PROSE[4]] * 30)))
     async with LlmClient(llm_settings) as llm:
@@ -175,7 +176,8 @@ async def test_engine_entry_point_reads_the_page_image(tmp_path: Path, llm_serve
         (call,) = await store.list_calls("b1")
         assert (call.op, call.page, call.job, call.model) == ("ocr", 1, "j1", "test-vision")
         with pytest.raises(PermanentError, match="not found"):
-            await openai_ocr(ctx, unit.model_copy(update={"payload": {"image_path": str(tmp_path / "no.png")}}))
+            missing = {"image_path": str(tmp_path / "no.png")}
+            await openai_ocr(ctx, unit.model_copy(update={"payload": missing}))
     finally:
         await history.aclose()
         await ctx.dispatcher.aclose()
