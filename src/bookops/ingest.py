@@ -121,9 +121,9 @@ def _looks_like_pdf(path: Path) -> bool:
 
 def _pdf_page_count(item: _Input) -> int:
     try:
-        doc = pdfium.PdfDocument(str(item.path))
-    except pdfium.PdfiumError as exc:
-        raise UserError(_pdf_open_error(item.shown, exc.err_code)) from None
+        doc = pdfium.PdfDocument(item.path)
+    except pdfium.PdfiumError:
+        raise UserError(_pdf_open_error(item.shown, _pdf_load_error(item.path))) from None
     count = page = 0
     try:
         count = len(doc)
@@ -142,13 +142,27 @@ def _pdf_page_count(item: _Input) -> int:
     return count
 
 
+def _pdf_load_error(path: Path) -> int | None:
+    """Why PDFium will not open ``path``: its error code, or None when it opens with no pages.
+
+    pypdfium2 reports a document with no pages as a load failure and attaches PDFium's last
+    error code, which then is left over from an earlier, unrelated failure (an encrypted file
+    added before would make this one "encrypted" too). Loading again through the raw API tells
+    the two cases apart with a code that belongs to this file.
+    """
+    raw = pdfium_c.FPDF_LoadDocument((str(path) + "\x00").encode("utf-8", "surrogateescape"), None)
+    if not raw:
+        return int(pdfium_c.FPDF_GetLastError())
+    pdfium_c.FPDF_CloseDocument(raw)
+    return None
+
+
 def _pdf_open_error(shown: str, code: int | None) -> str:
+    if code is None:
+        return f"{shown}: PDF has no pages; check that it is the right file"
     if code in (pdfium_c.FPDF_ERR_PASSWORD, pdfium_c.FPDF_ERR_SECURITY):
         return (f"{shown}: PDF is encrypted (password protected); save a copy without the password"
                 " (e.g. `qpdf --decrypt in.pdf out.pdf`) and add that")
-    if code == pdfium_c.FPDF_ERR_SUCCESS:
-        # PDFium refuses a document with an empty page tree but reports no error code.
-        return f"{shown}: PDF has no pages; check that it is the right file"
     if code == pdfium_c.FPDF_ERR_FILE:
         return f"{shown}: cannot open the file; check that it exists and is readable"
     return (f"{shown}: not a readable PDF (damaged or truncated); re-download or re-export it")
