@@ -47,7 +47,8 @@ class AsyncMockCollection:
     async def insert_many(self, docs: list[dict[str, Any]], *, ordered: bool = True) -> Any:
         return self._coll.insert_many(copy.deepcopy(docs), ordered=ordered)
 
-    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], *, upsert: bool = False) -> Any:
+    async def update_one(self, filter: dict[str, Any], update: dict[str, Any], *,
+                         upsert: bool = False) -> Any:
         try:
             return self._coll.update_one(copy.deepcopy(filter), copy.deepcopy(update), upsert=upsert)
         except TypeError as exc:
@@ -79,7 +80,7 @@ class AsyncMockDatabase:
     """Stands in for ``pymongo.asynchronous.database.AsyncDatabase``."""
 
     def __init__(self, name: str = "bookops_test") -> None:
-        self._db = mongomock.MongoClient()[name]
+        self._db: Any = mongomock.MongoClient()[name]
         self.name = name
 
     def __getitem__(self, name: str) -> AsyncMockCollection:

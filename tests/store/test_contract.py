@@ -9,13 +9,28 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from bookops.errors import StoreError
-from bookops.store import Backend, Collection
+from bookops.schema import (
+    Book,
+    CallRecord,
+    HistoryEvent,
+    JobRecord,
+    JobStatus,
+    OcrResult,
+    Page,
+    PageSource,
+    SourceFile,
+    Toc,
+    TocEntry,
+    ocr_result_id,
+)
+from bookops.store import Backend, Collection, Store
 from bookops.store._mongo import MongoBackend
 from bookops.store._sqlite import SqliteBackend
 
@@ -119,7 +134,9 @@ FILTER_CASES: list[tuple[dict[str, Any], list[str]]] = [
 
 
 # mongomock compares with Python's ==, where True == 1; MongoDB and the embedded store do not.
-MONGOMOCK_BOOL_IS_INT = [{"flag": True}, {"flag": 1}, {"flag": {"$ne": True}}, {"flag": {"$in": [True, None]}}]
+MONGOMOCK_BOOL_IS_INT = [
+    {"flag": True}, {"flag": 1}, {"flag": {"$ne": True}}, {"flag": {"$in": [True, None]}},
+]
 
 
 def is_mongomock(backend: Backend) -> bool:
@@ -156,7 +173,8 @@ async def test_sort_and_limit(backend: Backend) -> None:
 
 async def test_sort_puts_missing_and_null_first(backend: Backend) -> None:
     coll = backend.collection("books")
-    await coll.insert_many([{"_id": "1", "k": 5}, {"_id": "2"}, {"_id": "3", "k": 1}, {"_id": "4", "k": None}])
+    await coll.insert_many([{"_id": "1", "k": 5}, {"_id": "2"}, {"_id": "3", "k": 1},
+                            {"_id": "4", "k": None}])
     got = [d["_id"] for d in await coll.find({}, sort=[("k", 1), ("_id", 1)])]
     assert got == ["2", "4", "3", "1"]
 
@@ -277,3 +295,158 @@ async def test_bad_update_is_a_store_error(backend: Backend) -> None:
     with pytest.raises(StoreError):
         await coll.patch({"_id": "x"}, {"$inc": {"s": 1}})
     assert await coll.get("x") == {"_id": "x", "s": "text"}
+
+
+# ---------------------------------------------------------------------------------- the domain Store
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return Store(backend)
+
+
+def make_book(book_id: str, pages: int) -> tuple[Book, list[Page]]:
+    book = Book(id=book_id, name=book_id,
+                sources=[SourceFile(path=f"{book_id}.pdf", sha256="0" * 64, kind="pdf", page_count=pages)],
+                page_count=pages)
+    return book, [Page.new(book_id, n, PageSource(file=0, index=n - 1)) for n in range(1, pages + 1)]
+
+
+async def test_add_book_is_idempotent(store: Store) -> None:
+    book, pages = make_book("alpha", 4)
+    assert await store.add_book(book, pages)
+    assert not await store.add_book(book, pages)
+    assert (await store.get_book("alpha") or book).page_count == 4
+    assert await store.count_pages("alpha") == 4
+    other, other_pages = make_book("beta", 1)
+    await store.add_book(other, other_pages)
+    assert [b.id for b in await store.list_books()] == ["alpha", "beta"]
+    assert await store.get_book("nope") is None
+
+
+async def test_pages_listing_and_patching(store: Store) -> None:
+    await store.add_book(*make_book("b", 5))
+    assert [p.page_num for p in await store.list_pages("b")] == [1, 2, 3, 4, 5]
+    assert [p.page_num for p in await store.list_pages("b", pages=[4, 2, 2, 9])] == [2, 4]
+    assert await store.patch_page("b", 3, {"$set": {"extracted": True, "ocr.tesseract.done": True,
+                                                    "ocr.tesseract.chars": 120}})
+    assert not await store.patch_page("b", 99, {"$set": {"extracted": True}})
+    page = await store.get_page("b", 3)
+    assert page is not None and page.extracted and page.ocr["tesseract"].done
+    assert page.ocr["tesseract"].chars == 120
+    assert [p.page_num for p in await store.list_pages("b", where={"extracted": False})] == [1, 2, 4, 5]
+    assert await store.count_pages("b", {"ocr.tesseract.done": {"$ne": True}}) == 4
+    assert await store.patch_pages("b", {"page_num": {"$lte": 2}}, {"$set": {"labeled": True}}) == 2
+    assert [p.page_num for p in await store.list_pages("b", where={"labeled": True})] == [1, 2]
+    assert await store.count_pages("b", {"ocr.tesseract": {"$exists": True}}) == 1
+
+
+async def test_ocr_results(store: Store) -> None:
+    for page, provider, text in [(1, "tesseract", "one"), (1, "openai", "One"), (2, "tesseract", "two")]:
+        await store.put_ocr_result(OcrResult(id=ocr_result_id("b", page, provider), book="b",
+                                             page_num=page, provider=provider, text=text))
+    # Rewriting a result replaces it, never duplicates it.
+    await store.put_ocr_result(OcrResult(id=ocr_result_id("b", 2, "tesseract"), book="b", page_num=2,
+                                         provider="tesseract", text="two!"))
+    assert [r.provider for r in await store.get_ocr_results("b", 1)] == ["openai", "tesseract"]
+    got = await store.list_ocr_results("b", provider="tesseract")
+    assert [(r.page_num, r.text) for r in got] == [(1, "one"), (2, "two!")]
+    assert [r.page_num for r in await store.list_ocr_results("b", pages=[2])] == [2]
+    assert [(r.page_num, r.provider) for r in await store.list_ocr_results("b")] == [
+        (1, "openai"), (1, "tesseract"), (2, "tesseract")]
+
+
+async def test_toc_put_get_delete(store: Store) -> None:
+    assert await store.get_toc("b") is None
+    await store.put_toc(Toc(id="b", book="b", found=True, pages=[5, 6],
+                            entries=[TocEntry(title="Intro", printed_page="1")]))
+    await store.put_toc(Toc(id="b", book="b", found=True, pages=[5],
+                            entries=[TocEntry(title="Preface", printed_page="ix", level=1)]))
+    toc = await store.get_toc("b")
+    assert toc is not None and toc.pages == [5] and [e.title for e in toc.entries] == ["Preface"]
+    await store.delete_toc("b")
+    assert await store.get_toc("b") is None
+
+
+async def test_jobs(store: Store) -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    for i, (book, status) in enumerate([("b", "running"), ("b", "succeeded"), ("c", "running")]):
+        await store.put_job(JobRecord(id=f"j{i}", kind="process-pages", book=book, status=JobStatus(status),
+                                      created_at=t0 + timedelta(minutes=10 - i)))
+    assert [j.id for j in await store.list_jobs()] == ["j2", "j1", "j0"]
+    assert [j.id for j in await store.list_jobs("b")] == ["j1", "j0"]
+    assert [j.id for j in await store.list_jobs(status="running")] == ["j2", "j0"]
+    assert await store.patch_job("j0", {"$set": {"status": "failed", "error": "boom"},
+                                        "$inc": {"progress.ocr.done": 3}})
+    job = await store.get_job("j0")
+    assert job is not None and job.status == JobStatus.failed and job.progress["ocr"].done == 3
+    assert await store.get_job("nope") is None
+
+
+async def test_leases(store: Store) -> None:
+    now = 1_000_000.0
+    lease = await store.claim_lease("b", "job1", ttl_s=60, host="h1", pid=1, now=now)
+    assert lease is not None
+    assert (lease.job, lease.expires_at, lease.host, lease.pid) == ("job1", now + 60, "h1", 1)
+    # A second claimant is refused while the lease lives; the holder may claim again.
+    assert await store.claim_lease("b", "job2", ttl_s=60, host="h2", pid=2, now=now + 30) is None
+    again = await store.claim_lease("b", "job1", ttl_s=60, host="h1", pid=1, now=now + 30)
+    assert again is not None and again.expires_at == now + 90
+    # Expired: taken over.
+    taken = await store.claim_lease("b", "job2", ttl_s=60, host="h2", pid=2, now=now + 91)
+    assert taken is not None and (taken.job, taken.host) == ("job2", "h2")
+    assert not await store.renew_lease("b", "job1", ttl_s=60)
+    assert await store.renew_lease("b", "job2", ttl_s=60)
+    await store.release_lease("b", "job1")
+    assert (await store.get_lease("b") or taken).job == "job2"
+    await store.release_lease("b", "job2")
+    assert await store.get_lease("b") is None
+    assert await store.claim_lease("b", "job3", ttl_s=60, host="h3", pid=3) is not None
+
+
+async def test_history_order_and_filters(store: Store) -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    events = [HistoryEvent(id=f"e{i}", book="b", op=op, event=ev, job="j", at=t0 + timedelta(seconds=s))
+              for i, (op, ev, s) in enumerate([("ocr", "ocr.done", 3), ("toc", "toc.reset", 1),
+                                               ("ocr", "ocr.done", 2), ("ocr", "ocr.failed", 1)])]
+    await store.add_history(events)
+    await store.add_history([])
+    await store.add_history([HistoryEvent(id="other", book="c", event="x", at=t0)])
+    assert [e.id for e in await store.list_history("b")] == ["e1", "e3", "e2", "e0"]
+    assert [e.id for e in await store.list_history("b", event="ocr.done")] == ["e2", "e0"]
+    assert [e.id for e in await store.list_history("b", op="ocr", limit=2)] == ["e3", "e2"]
+
+
+async def test_calls_cache_lookup(store: Store) -> None:
+    def call(i: int, *, outcome: str = "ok", response: str | None = "answer", book: str = "b") -> CallRecord:
+        return CallRecord(id=f"c{i}", book=book, op="toc_find", provider="openai", request_hash=f"h{i % 2}",
+                          outcome=outcome, response=response)
+
+    await store.put_call(call(0, outcome="error", response=None))
+    await store.put_call(call(2, response=None))
+    assert await store.find_cached_call("h0") is None
+    await store.put_call(call(4))
+    hit = await store.find_cached_call("h0")
+    assert hit is not None and (hit.id, hit.response) == ("c4", "answer")
+    assert await store.find_cached_call("h9") is None
+    await store.put_call(call(1, book="c"))
+    assert [c.id for c in await store.list_calls("b")] == sorted(["c0", "c2", "c4"])
+
+
+async def test_delete_book_removes_everything(store: Store) -> None:
+    for book_id in ("gone", "kept"):
+        await store.add_book(*make_book(book_id, 3))
+        await store.put_ocr_result(OcrResult(id=ocr_result_id(book_id, 1, "t"), book=book_id, page_num=1,
+                                             provider="t", text="x"))
+        await store.put_toc(Toc(id=book_id, book=book_id))
+        await store.put_job(JobRecord(id=f"job-{book_id}", kind="k", book=book_id))
+        await store.claim_lease(book_id, f"job-{book_id}", ttl_s=60, host="h", pid=1)
+        await store.add_history([HistoryEvent(id=f"ev-{book_id}", book=book_id, event="x")])
+        await store.put_call(CallRecord(id=f"call-{book_id}", book=book_id, op="o", provider="p",
+                                        request_hash="r"))
+    await store.delete_book("gone")
+    assert await store.get_book("gone") is None
+    for coll in (store.pages, store.ocr_results, store.tocs, store.jobs, store.history, store.calls):
+        assert await coll.count({"book": "gone"}) == 0, coll.name
+        assert await coll.count({"book": "kept"}) > 0, coll.name
+    assert await store.get_lease("gone") is None
+    assert await store.get_lease("kept") is not None
+    assert await store.get_book("kept") is not None

@@ -101,7 +101,8 @@ def _in(f: _Field, values: Any, params: list[Any]) -> str:
     if strs:
         params.extend(strs)
         marks = ", ".join("?" * len(strs))
-        terms.append(f"{f.value} IN ({marks})" if f.is_id else f"({f.value} IN ({marks}) AND {f.type} = 'text')")
+        by_type = "" if f.is_id else f" AND {f.type} = 'text'"
+        terms.append(f"({f.value} IN ({marks}){by_type})")
     if nums and not f.is_id:
         params.extend(nums)
         terms.append(f"({f.value} IN ({', '.join('?' * len(nums))}) AND {f.type} IN ('integer', 'real'))")
@@ -302,7 +303,8 @@ class SqliteCollection(Collection):
                 return None
             new = apply_update(upsert_seed(flt), update, inserting=True)
             try:
-                conn.execute(f"INSERT INTO {self._table} (id, doc) VALUES (?, ?)", (_doc_id(new), _dumps(new)))
+                conn.execute(f"INSERT INTO {self._table} (id, doc) VALUES (?, ?)",
+                             (_doc_id(new), _dumps(new)))
             except sqlite3.IntegrityError:
                 if claiming:  # held by someone else: the document exists but did not match
                     return None
@@ -397,7 +399,7 @@ class SqliteBackend(Backend):
         with _write(conn):
             for name in COLLECTIONS:
                 conn.execute(f'CREATE TABLE IF NOT EXISTS "{name}" (id TEXT PRIMARY KEY, doc TEXT NOT NULL)')
-                for n, (fields, unique) in enumerate(INDEXES[name]):
+                for fields, unique in INDEXES[name]:
                     cols = ", ".join(f"json_extract(doc, {_jpath(f)})" for f in fields)
                     conn.execute(f'CREATE {"UNIQUE " if unique else ""}INDEX IF NOT EXISTS '
                                  f'"ix_{name}_{"_".join(fields)}" ON "{name}" ({cols})')
