@@ -7,17 +7,23 @@ from .cpu import CpuPool
 from .pool import ExecuteFn, Pool, PoolStatus
 from .units import WorkResult, WorkUnit
 
+__all__ = ["Dispatcher"]
+
 
 class Dispatcher:
-    def __init__(self, settings: Settings) -> None:
+    """Routes each unit to the pool of its provider, made on first use from the settings."""
+
+    def __init__(self, settings: Settings, *, window_s: float = 60.0) -> None:
         self.settings = settings
+        self.window_s = window_s
         self._pools: dict[str, Pool] = {}
         self.cpu = CpuPool(settings.workers)
 
     def pool(self, provider: str) -> Pool:
         pool = self._pools.get(provider)
         if pool is None:
-            pool = self._pools[provider] = Pool(provider, self.settings.limit_for(provider))
+            pool = self._pools[provider] = Pool(provider, self.settings.limit_for(provider),
+                                                window_s=self.window_s)
         return pool
 
     async def submit(self, unit: WorkUnit, fn: ExecuteFn) -> WorkResult:
@@ -27,4 +33,4 @@ class Dispatcher:
         return {name: p.status() for name, p in self._pools.items()}
 
     async def aclose(self) -> None:
-        self.cpu.shutdown()
+        await self.cpu.aclose()
