@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from bookops.settings import Settings
 from tests.llm_server import LlmServer
@@ -21,5 +22,5 @@ def llm_server() -> Iterator[LlmServer]:
 
 @pytest.fixture
 def llm_settings(tmp_path: Path, llm_server: LlmServer) -> Settings:
-    return Settings(home=tmp_path / "home", llm_base_url=llm_server.base_url, llm_api_key=API_KEY,
+    return Settings(home=tmp_path / "home", llm_base_url=llm_server.base_url, llm_api_key=SecretStr(API_KEY),
                     llm_model="test-model", vision_model="test-vision")

@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from bookops.errors import InvalidOutput, PermanentError, RateLimited, TransientError
+from bookops.pools.units import Done
 from bookops.providers.openai_compat import LlmClient, TextAnswer, parse_retry_after
 from bookops.settings import ModelPrice, Settings
 from bookops.store import Store
@@ -27,8 +28,9 @@ class Title(BaseModel):
 MESSAGES = [{"role": "user", "content": "What is the title?"}]
 
 
-async def ask(llm: LlmClient, store: Store | None = None, **kw: object) -> object:
-    return await llm.structured(MESSAGES, Title, op="metadata", book="b1", page=3, store=store, **kw)
+async def ask(llm: LlmClient, store: Store | None = None, *, use_cache: bool = True) -> Done:
+    return await llm.structured(MESSAGES, Title, op="metadata", book="b1", page=3, store=store,
+                                use_cache=use_cache)
 
 
 async def test_structured_output_parsed_and_schema_sent(llm_server: LlmServer, llm_settings: Settings,
@@ -36,8 +38,8 @@ async def test_structured_output_parsed_and_schema_sent(llm_server: LlmServer, l
     llm_server.push(Reply.json({"title": "Moby-Dick", "year": 1851}, prompt_tokens=120, completion_tokens=9))
     async with LlmClient(llm_settings) as llm:
         done = await ask(llm, store)
-    assert done.value == Title(title="Moby-Dick", year=1851)  # type: ignore[attr-defined]
-    assert done.usage.prompt_tokens == 120 and done.usage.completion_tokens == 9  # type: ignore[attr-defined]
+    assert done.value == Title(title="Moby-Dick", year=1851)
+    assert done.usage.prompt_tokens == 120 and done.usage.completion_tokens == 9
     sent = llm_server.chat_requests()[0].body
     fmt = sent["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
@@ -50,7 +52,7 @@ async def test_invalid_json_is_repaired(llm_server: LlmServer, llm_settings: Set
     llm_server.push(Reply(content='{"title": "Moby'), Reply.json({"title": "Moby-Dick", "year": None}))
     async with LlmClient(llm_settings) as llm:
         done = await ask(llm, store)
-    assert done.value.title == "Moby-Dick"  # type: ignore[attr-defined]
+    assert done.value.title == "Moby-Dick"
     reqs = llm_server.chat_requests()
     assert len(reqs) == 2
     # the repair shows the model its own answer and what was wrong with it
@@ -176,7 +178,7 @@ async def test_usage_and_reported_cost_recorded(llm_server: LlmServer, llm_setti
     llm_server.push(Reply.json({"title": "A"}, prompt_tokens=1000, completion_tokens=50, cost=0.0123))
     async with LlmClient(llm_settings) as llm:
         done = await ask(llm, store)
-    assert done.usage.cost_usd == pytest.approx(0.0123)  # type: ignore[attr-defined]
+    assert done.usage.cost_usd == pytest.approx(0.0123)
     (call,) = await store.list_calls("b1")
     assert (call.op, call.provider, call.model, call.page) == ("metadata", "openai", "test-model", 3)
     assert (call.prompt_tokens, call.completion_tokens) == (1000, 50)
@@ -210,12 +212,12 @@ async def test_identical_request_served_from_cache(llm_server: LlmServer, llm_se
         hits = llm_server.hits["/v1/chat/completions"]
         second = await ask(llm, store)
         assert llm_server.hits["/v1/chat/completions"] == hits == 1
-        assert second.value == first.value  # type: ignore[attr-defined]
-        assert second.usage.cached and second.usage.cost_usd == 0  # type: ignore[attr-defined]
+        assert second.value == first.value
+        assert second.usage.cached and second.usage.cost_usd == 0
         # opting out asks again
         llm_server.push(Reply.json({"title": "Fresh"}))
         third = await ask(llm, store, use_cache=False)
-    assert third.value.title == "Fresh"  # type: ignore[attr-defined]
+    assert third.value.title == "Fresh"
     assert llm_server.hits["/v1/chat/completions"] == 2
 
 

@@ -75,6 +75,7 @@ class Blend(BaseModel):
     text: str
     sources: list[str]
     method: Literal["single", "llm", "vote"]
+    dropped: list[str] = Field(default_factory=list, description="sources read but left out as outliers")
     agreement: float | None = None
     at: datetime = Field(default_factory=utcnow)
 
