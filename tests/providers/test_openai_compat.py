@@ -260,3 +260,44 @@ async def test_list_models_and_repr(llm_server: LlmServer, llm_settings: Setting
         assert await llm.list_models() == ["test-model"]
         assert API_KEY not in repr(llm)
     assert llm_server.hits["/v1/models"] == 1
+
+
+def test_providers_command_lists_and_checks(llm_server: LlmServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bookops.cli import app
+
+    monkeypatch.setenv("BOOKOPS_LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("BOOKOPS_LLM_API_KEY", API_KEY)
+    monkeypatch.setenv("BOOKOPS_LLM_MODEL", "test-model")
+    monkeypatch.setenv("BOOKOPS_VISION_MODEL", "missing-vision")
+    result = CliRunner().invoke(app, ["providers", "--json"])
+    assert result.exit_code == 0, result.output
+    assert API_KEY not in result.output
+    rows = {r["name"]: r for r in json.loads(result.output)["providers"]}
+    assert set(rows) >= {"tesseract", "openai", "offline"}
+    assert rows["openai"]["reachable"] is True and rows["openai"]["api_key_set"] is True
+    assert "'missing-vision' not listed" in rows["openai"]["detail"]
+    assert rows["openai"]["ops"] == ["blend", "label", "metadata", "toc_find", "toc_extract"]
+    assert rows["tesseract"]["ops"] == ["ocr"] and rows["offline"]["ops"] == []
+    assert rows["openai"]["limits"]["concurrency"] >= 1
+    assert llm_server.hits["/v1/models"] == 1
+    table = CliRunner().invoke(app, ["providers"])
+    assert table.exit_code == 0 and "openai" in table.output and API_KEY not in table.output
+
+
+def test_providers_command_without_llm_and_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bookops.cli import app
+
+    result = CliRunner().invoke(app, ["providers", "--json"])
+    rows = {r["name"]: r for r in json.loads(result.output)["providers"]}
+    assert rows["openai"]["reachable"] is None and "not configured" in rows["openai"]["detail"]
+    assert rows["offline"]["ops"] == ["blend", "label", "metadata", "toc_find", "toc_extract"]
+    with LlmServer() as gone:
+        url = gone.base_url
+    monkeypatch.setenv("BOOKOPS_LLM_BASE_URL", url)
+    result = CliRunner().invoke(app, ["providers", "--json", "--timeout", "2"])
+    rows = {r["name"]: r for r in json.loads(result.output)["providers"]}
+    assert rows["openai"]["reachable"] is False and "cannot reach" in rows["openai"]["detail"]
