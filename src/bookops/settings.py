@@ -108,8 +108,11 @@ class Settings(BaseSettings):
     @field_validator("limits", mode="after")
     @classmethod
     def _fill_limits(cls, v: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        # Merge field by field: BOOKOPS_LIMITS__OPENAI__RPM=30 alone keeps openai's other defaults.
         merged = _default_limits()
-        merged.update(v)
+        for name, given in v.items():
+            base = merged.get(name, RateLimit())
+            merged[name] = base.model_copy(update={f: getattr(given, f) for f in given.model_fields_set})
         return merged
 
     @classmethod

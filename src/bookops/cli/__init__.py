@@ -24,8 +24,10 @@ _groups.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    args = sys.argv[1:] if argv is None else argv
-    verbose = "--verbose" in args or "-v" in args
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --verbose is global and may stand anywhere; the commands never see it.
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]
     as_json = "--json" in args
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
