@@ -181,3 +181,10 @@ async def test_engine_entry_point_reads_the_page_image(tmp_path: Path, llm_serve
     finally:
         await history.aclose()
         await ctx.dispatcher.aclose()
+
+
+def test_openai_resolves_to_the_vision_engine() -> None:
+    from bookops.providers.ocr_engines import get_ocr_engine
+
+    engine = get_ocr_engine("openai")
+    assert engine.fn is openai_ocr and engine.pool == "openai"
