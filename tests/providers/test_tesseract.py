@@ -1,0 +1,108 @@
+"""Tesseract on real page images: text quality against the corpus reference, boxes, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytesseract
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from bookops.errors import PermanentError, TransientError
+from bookops.providers.pdf import extract_page
+from bookops.providers.tesseract import _map_tesseract_error, build_text, ocr_image
+from tests.conftest import CORPUS
+
+MAINT = CORPUS / "dev" / "maint-guide"
+
+
+def _scorer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corpus_score", CORPUS / "score.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _word_image(tmp_path: Path, dpi: int) -> tuple[Path, tuple[int, int, int, int]]:
+    """A small page with one known word at a known place; returns the file and the word's box."""
+    scale = dpi / 150
+    img = Image.new("L", (round(600 * scale), round(200 * scale)), 255)
+    font = ImageFont.load_default(size=round(28 * scale))
+    draw = ImageDraw.Draw(img)
+    xy = (round(220 * scale), round(80 * scale))
+    draw.text(xy, "Maintainer", font=font, fill=0)
+    box = draw.textbbox(xy, "Maintainer", font=font)
+    path = tmp_path / f"word{dpi}.png"
+    img.save(path, dpi=(dpi, dpi))
+    return path, (round(box[0]), round(box[1]), round(box[2]), round(box[3]))
+
+
+@pytest.mark.skipif(not (MAINT / "book.pdf").exists(), reason="benchmark corpus not present")
+def test_corpus_page_is_read_with_low_cer(tmp_path: Path) -> None:
+    info = extract_page(str(MAINT / "book.pdf"), 8, str(tmp_path / "0009"), 300)
+    assert info["dpi"] == 150  # the dev corpus is 150 dpi: this is the upscaled path
+
+    out = ocr_image(info["path"], "eng", info["dpi"])
+
+    reference = (MAINT / "pages" / "0009.txt").read_text(encoding="utf-8")
+    cer = _scorer().score_cer([reference], [out["text"]])["cer"]
+    assert cer < 0.05
+    assert 0.0 < out["confidence"] <= 1.0
+    assert (out["image_width"], out["image_height"]) == (info["width"], info["height"])
+    assert out["scale"] == 2.0 and out["dpi"] == 300
+    assert out["engine_version"].startswith("5.")
+    assert len(out["words"]) > 300
+    for w in out["words"]:
+        assert 0 <= w["left"] and w["left"] + w["width"] <= info["width"]
+        assert 0 <= w["top"] and w["top"] + w["height"] <= info["height"]
+        assert 0 <= w["conf"] <= 100
+    # the text is the words, line by line
+    assert out["text"].split() == [w["text"] for w in out["words"]]
+    assert "\n\n" in out["text"]
+
+
+@pytest.mark.parametrize("dpi", [150, 300])
+def test_word_boxes_are_in_the_stored_image_pixels(tmp_path: Path, dpi: int) -> None:
+    path, (x0, y0, x1, y1) = _word_image(tmp_path, dpi)
+
+    out = ocr_image(str(path), "eng", None)  # resolution read from the file
+
+    assert out["dpi"] == 300 and out["scale"] == (2.0 if dpi == 150 else 1.0)
+    [word] = [w for w in out["words"] if "Maintainer" in w["text"]]
+    tol = 4 * dpi / 150
+    assert abs(word["left"] - x0) <= tol and abs(word["top"] - y0) <= tol
+    assert abs(word["left"] + word["width"] - x1) <= tol
+    assert abs(word["top"] + word["height"] - y1) <= tol
+
+
+def test_build_text_breaks_lines_and_blocks() -> None:
+    def w(text: str, block: int, par: int, line: int) -> dict[str, object]:
+        return {"text": text, "block": block, "par": par, "line": line}
+
+    words = [w("Chapter", 1, 1, 1), w("One", 1, 1, 1), w("It", 2, 1, 1), w("was", 2, 1, 1),
+             w("dark.", 2, 1, 2), w("Then", 2, 2, 1), w("17", 3, 1, 1)]
+    assert build_text(words) == "Chapter One\n\nIt was\ndark.\nThen\n\n17"
+    assert build_text([]) == ""
+
+
+def test_unreadable_inputs_are_permanent_errors(tmp_path: Path) -> None:
+    with pytest.raises(PermanentError):
+        ocr_image(str(tmp_path / "missing.png"), "eng", 300)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(PermanentError):
+        ocr_image(str(junk), "eng", 300)
+    path, _ = _word_image(tmp_path, 300)
+    with pytest.raises(PermanentError, match="language"):
+        ocr_image(str(path), "no_such_language", 300)
+
+
+def test_a_killed_tesseract_is_transient(tmp_path: Path) -> None:
+    path, _ = _word_image(tmp_path, 300)
+    with pytest.raises(TransientError):
+        ocr_image(str(path), "eng", 300, timeout_s=0.001)
+    assert isinstance(_map_tesseract_error(pytesseract.TesseractError(-9, "")), TransientError)
+    assert isinstance(_map_tesseract_error(pytesseract.TesseractError(1, "bad image")), PermanentError)
