@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,6 +203,12 @@ def _doc_id(doc: Doc) -> str:
     return doc_id
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """Another connection holds the lock (the primary result code, extended codes included)."""
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
 @contextmanager
 def _write(conn: sqlite3.Connection) -> Iterator[None]:
     """One write transaction; IMMEDIATE takes the write lock up front so the busy timeout applies."""
@@ -383,8 +390,7 @@ class SqliteBackend(Backend):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), timeout=self.timeout_s, isolation_level=None)
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            self._ensure_wal(conn)
             # NORMAL in WAL mode survives a killed process; only a power cut may lose the last commits.
             conn.execute("PRAGMA synchronous = NORMAL")
             if conn.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
@@ -394,6 +400,28 @@ class SqliteBackend(Backend):
             raise
         self._conn = conn
         log.debug("opened store %s", self.path)
+
+    def _ensure_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL, waiting out other processes doing the same.
+
+        The switch needs the file to itself and SQLite answers "busy" at once instead of
+        calling the busy handler, so two commands opening a fresh file together would fail.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        delay = 0.005
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode == "wal":
+                    return
+                raise StoreError(f"store {self.path} cannot use WAL journaling (it stays {mode!r})")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         with _write(conn):
@@ -426,8 +454,7 @@ class SqliteBackend(Backend):
 
     def _store_error(self, what: str, exc: sqlite3.Error | OSError) -> StoreError:
         """Every sqlite3 and file error becomes one line naming the file and the operation."""
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        if _is_busy(exc):
             return StoreError(f"store {self.path} stayed locked by another process for "
                               f"{self.timeout_s:g} s ({what}); try again when it is free")
         if isinstance(exc, sqlite3.IntegrityError):
