@@ -20,7 +20,7 @@ PACE = 0.98
 
 # On a 429 the rate drops to what the provider accepted over the last window, less this margin.
 _MARGIN = 0.9
-_STEP = 0.1  # climb back by this fraction of the configured rate per run of successes
+_STEP = 0.1  # climb back by this fraction of the current rate per run of successes
 _MIN_RUN = 10  # successes needed before a climb, at least
 
 
@@ -67,11 +67,12 @@ class AdaptiveRate:
         if self.current is None or (self.configured is not None and self.current >= self.configured):
             return False
         self._run += 1
-        if self._run < max(_MIN_RUN, math.ceil(self.current / 2)):
+        # A sliding-window provider only shows a rate is safe after a whole window at it.
+        if self._run < max(_MIN_RUN, math.ceil(self.current)):
             return False
         self._run = 0
-        step = _STEP * (self.configured if self.configured is not None else self.current)
-        new = self.current + max(step, 1.0)
+        # Steps in proportion to the current rate probe gently near the provider's limit.
+        new = self.current + max(_STEP * self.current, 1.0)
         self.current = new if self.configured is None else min(new, self.configured)
         return True
 
