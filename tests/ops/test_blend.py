@@ -138,6 +138,11 @@ def test_outlier_check_drops_a_far_longer_source() -> None:
     assert [r.source for r in kept] == ["tesseract"] and [r.source for r in dropped] == ["openai"]
     assert drop_outliers([a, Reading("openai", a.text + " x")])[1] == []
     assert drop_outliers([Reading("t", ""), Reading("o", "12")])[1] == []  # a folio is not an outlier
+    # a confident engine's long reading is kept: the shorter source skipped text instead
+    long_sure = Reading("tesseract", "\n".join([TRUTH] * 3), confidence=0.93)
+    assert drop_outliers([long_sure, Reading("openai", TRUTH)])[1] == []
+    unsure = Reading("tesseract", long_sure.text, confidence=0.41)
+    assert [r.source for r in drop_outliers([unsure, Reading("openai", TRUTH)])[1]] == ["tesseract"]
 
 
 # ---------------------------------------------------------------------- the operation

@@ -20,6 +20,10 @@ DEFAULT_WEIGHT = 0.75
 # repeated lines); the slack keeps near-empty pages from tripping it over a folio.
 OUTLIER_RATIO = 1.5
 OUTLIER_SLACK_CHARS = 20
+# ...unless the engine itself is sure of what it read: tesseract does not invent confident text
+# (its garbage from pictures and specks comes with low confidence), while a vision model that
+# skipped half the page would otherwise get the full reading thrown out.
+TRUSTED_CONFIDENCE = 0.8
 
 
 @dataclass
@@ -55,14 +59,16 @@ def _unit(c: float) -> float:
 
 
 def drop_outliers(readings: list[Reading]) -> tuple[list[Reading], list[Reading]]:
-    """(kept, dropped): a source far longer than the median of the others is dropped."""
+    """(kept, dropped): a source far longer than the median of the others is dropped, unless it
+    reports a high mean confidence of its own."""
     if len(readings) < 2:
         return list(readings), []
     kept: list[Reading] = []
     dropped: list[Reading] = []
     for r in readings:
         others = statistics.median(o.size for o in readings if o is not r)
-        if r.size > OUTLIER_RATIO * others + OUTLIER_SLACK_CHARS:
+        trusted = r.confidence is not None and _unit(r.confidence) >= TRUSTED_CONFIDENCE
+        if r.size > OUTLIER_RATIO * others + OUTLIER_SLACK_CHARS and not trusted:
             dropped.append(r)
         else:
             kept.append(r)
