@@ -68,6 +68,12 @@ def _vector_pdf(path: Path, n_pages: int = 2) -> Path:
     return path
 
 
+def _gray_at(img: Image.Image, xy: tuple[int, int]) -> int:
+    value = img.convert("L").getpixel(xy)
+    assert isinstance(value, int)
+    return value
+
+
 def _bar_row(img: Image.Image) -> int:
     """The first pixel row (from the top) that is mostly black: where the page's bar is."""
     gray = img.convert("L")
@@ -225,7 +231,7 @@ def test_exif_rotated_jpeg_is_turned_upright(tmp_path: Path) -> None:
     assert (info["width"], info["height"], info["dpi"]) == (40, 60, 200)
     with Image.open(info["path"]) as out:
         assert out.mode == "L"
-        assert out.getpixel((20, 3)) < 60 and out.getpixel((20, 55)) > 200  # band is now on top
+        assert _gray_at(out, (20, 3)) < 60 and _gray_at(out, (20, 55)) > 200  # band is now on top
 
 
 @pytest.mark.parametrize("mode", ["CMYK", "P", "LA", "I;16", "1"])
@@ -247,7 +253,7 @@ def test_odd_modes_become_l_or_rgb(tmp_path: Path, mode: str) -> None:
     with Image.open(info["path"]) as out:
         assert out.mode in ("L", "RGB")
         assert out.size == (30, 20)
-        dark, light = out.convert("L").getpixel((2, 2)), out.convert("L").getpixel((25, 10))
+        dark, light = _gray_at(out, (2, 2)), _gray_at(out, (25, 10))
         assert dark < 40 and light > dark + 40
         if mode in ("CMYK", "P"):
             assert out.mode == "RGB"  # colour survives
