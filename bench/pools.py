@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import sys
@@ -25,12 +26,13 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bookops.pools import PRIORITY_BOOK, Pool, WorkResult, WorkUnit  # noqa: E402
-from bookops.settings import RateLimit  # noqa: E402
 from tests.pools._server import LimitServer, caller  # noqa: E402
 
+from bookops.pools import PRIORITY_BOOK, Pool, WorkResult, WorkUnit  # noqa: E402
+from bookops.settings import RateLimit  # noqa: E402
 
-def pct(values: list[float], q: float) -> float:
+
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
@@ -76,8 +78,6 @@ async def main() -> None:
     ap.add_argument("--book-at", type=float, default=10.0, help="submit a book-level unit after s")
     args = ap.parse_args()
     per_min = args.limit * 60 / args.window
-    import os
-
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}")
     print(f"server: {args.limit} requests per sliding {args.window:g} s ({per_min:g}/min), "
           f"40-60 ms latency; {args.units} units, concurrency {args.concurrency}")

@@ -88,7 +88,8 @@ async def test_invalid_output_is_retried_then_succeeds_with_usage() -> None:
     (ValueError("boom"), ErrorKind.permanent, "ValueError: boom"),
     (KeyError("k"), ErrorKind.permanent, "KeyError: 'k'"),
 ])
-async def test_permanent_and_unknown_errors_fail_at_once(exc: Exception, kind: ErrorKind, message: str) -> None:
+async def test_permanent_and_unknown_errors_fail_at_once(exc: Exception, kind: ErrorKind,
+                                                         message: str) -> None:
     ft = FakeTime()
     pool = Pool("fake", limit(), clock=ft.clock, sleep=ft.sleep)
     fn = scripted(exc)
