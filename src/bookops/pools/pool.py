@@ -43,14 +43,14 @@ class PoolStatus(BaseModel):
 
     name: str
     concurrency: int = 0
-    queued: int = 0
-    in_flight: int = 0
+    queued: int = 0  # units waiting: for a slot, the pause, a rate token, or a retry's backoff
+    in_flight: int = 0  # attempts running now
     done: int = 0
-    failed: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    limit_rpm: float | None = None
-    rate_rpm: float | None = None
+    failed: int = 0  # units that failed for good
+    retries: int = 0  # attempts after a unit's first
+    rate_limited: int = 0  # 429s received
+    limit_rpm: float | None = None  # the configured rate
+    rate_rpm: float | None = None  # the rate in force, lowered by 429s; None: unlimited
     window_s: float = 60.0
     last_429_at: float | None = None  # wall-clock epoch seconds
     paused_until: float | None = None  # wall-clock epoch seconds, while paused
