@@ -103,9 +103,17 @@ class TransientError(ProviderError):
 
 
 class InvalidOutput(ProviderError):
-    """The provider answered, but the answer failed validation."""
+    """The provider answered, but the answer failed validation.
+
+    ``repaired=True`` means the caller already re-asked with the error (the structured-output
+    repair loop): the pool then fails the unit instead of paying for the same loop again.
+    """
 
     kind = ErrorKind.invalid_output
+
+    def __init__(self, message: str, *, repaired: bool = False) -> None:
+        super().__init__(message)
+        self.repaired = repaired
 
 
 class PermanentError(ProviderError):

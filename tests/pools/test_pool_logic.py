@@ -83,6 +83,15 @@ async def test_invalid_output_is_retried_then_succeeds_with_usage() -> None:
     assert pool.status().retries == 1
 
 
+async def test_invalid_output_after_its_repair_loop_is_not_retried_again() -> None:
+    ft = FakeTime()
+    pool = Pool("fake", limit(max_attempts=4), clock=ft.clock, sleep=ft.sleep)
+    fn = scripted(*[InvalidOutput("still not the schema", repaired=True)] * 4)
+    res = await pool.run(unit(), fn)
+    assert (res.ok, res.attempts, len(fn.seen)) == (False, 1, 1)
+    assert res.error is not None and res.error.kind == ErrorKind.invalid_output
+
+
 @pytest.mark.parametrize("exc, kind, message", [
     (PermanentError("bad page"), ErrorKind.permanent, "bad page"),
     (ValueError("boom"), ErrorKind.permanent, "ValueError: boom"),

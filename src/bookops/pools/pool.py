@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from ..errors import ErrorKind, PermanentError, ProviderError, RateLimited, TransientError
+from ..errors import ErrorKind, InvalidOutput, PermanentError, ProviderError, RateLimited, TransientError
 from ..settings import RateLimit
 from .gate import PriorityGate
 from .limiter import AdaptiveRate, make_limiter
@@ -66,6 +66,9 @@ class _Run:
 
 
 def _retryable(exc: BaseException) -> bool:
+    # Structured output already went through its repair loop: another attempt repeats it whole.
+    if isinstance(exc, InvalidOutput) and exc.repaired:
+        return False
     return isinstance(exc, ProviderError) and exc.kind in _RETRYABLE
 
 

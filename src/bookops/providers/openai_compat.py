@@ -208,7 +208,7 @@ class LlmClient:
                 continue
             await self._record(req, "ok", attempt, reply, response=reply.content)
             return Done(parsed, usage)
-        raise InvalidOutput(f"{op}: invalid output after {MAX_REPAIRS} repairs: {problem}")
+        raise InvalidOutput(f"{op}: invalid output after {MAX_REPAIRS} repairs: {problem}", repaired=True)
 
     async def text(self, messages: list[dict[str, Any]], *, model: str | None = None, op: str,
                    book: str | None = None, page: int | None = None, job: str | None = None,
