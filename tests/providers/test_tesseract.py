@@ -52,7 +52,7 @@ def test_corpus_page_is_read_with_low_cer(tmp_path: Path) -> None:
     assert cer < 0.05
     assert 0.0 < out["confidence"] <= 1.0
     assert (out["image_width"], out["image_height"]) == (info["width"], info["height"])
-    assert out["scale"] == 2.0 and out["dpi"] == 300
+    assert out["scale"] == 1.5 and out["dpi"] == 225
     assert out["engine_version"].startswith("5.")
     assert len(out["words"]) > 300
     for w in out["words"]:
@@ -70,7 +70,7 @@ def test_word_boxes_are_in_the_stored_image_pixels(tmp_path: Path, dpi: int) -> 
 
     out = ocr_image(str(path), "eng", None)  # resolution read from the file
 
-    assert out["dpi"] == 300 and out["scale"] == (2.0 if dpi == 150 else 1.0)
+    assert (out["dpi"], out["scale"]) == ((225, 1.5) if dpi == 150 else (300, 1.0))
     [word] = [w for w in out["words"] if "Maintainer" in w["text"]]
     tol = 4 * dpi / 150
     assert abs(word["left"] - x0) <= tol and abs(word["top"] - y0) <= tol

@@ -21,10 +21,11 @@ from ..errors import PermanentError, TransientError
 __all__ = ["LOW_CONF", "UPSCALE_BELOW_DPI", "UPSCALE_TO_DPI", "build_text", "ocr_image",
            "tesseract_version"]
 
-# Images under this resolution are enlarged before OCR: on the 150 dpi dev corpus pages,
-# 300 dpi input lowered tesseract's CER (see bench/extract_ocr.py and the provider tests).
-UPSCALE_BELOW_DPI = 250
-UPSCALE_TO_DPI = 300
+# Images under this resolution are enlarged to it before OCR. Measured on 14 body pages of the
+# 150 dpi dev corpus (LANCZOS): CER 0.0297 as is, 0.0202 at 225 dpi, 0.0200 at 300 dpi, with
+# 225 dpi about 20 % faster than 300 (and ~35 % slower than no upscale).
+UPSCALE_BELOW_DPI = 225
+UPSCALE_TO_DPI = 225
 # Words under this confidence (0..100) count as "low confidence" in the quality metrics.
 LOW_CONF = 50.0
 # Tesseract's own default when an image carries no resolution; tells it the scale of glyphs.
