@@ -266,3 +266,31 @@ def test_unreadable_image_is_a_permanent_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x89PNG nonsense")
     with pytest.raises(PermanentError):
         normalise_image(str(bad), str(tmp_path / "0001"))
+
+
+@pytest.mark.parametrize("invisible", [True, False])
+def test_an_ocr_text_layer_does_not_stop_the_copy(tmp_path: Path, invisible: bool) -> None:
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    jpeg = _jpeg(180, "scan with a text layer")
+    pdf = pdfium.PdfDocument.new()
+    _add_image_page(pdf, jpeg, index=None)
+    page = pdf[0]
+    text = pdfium_c.FPDFPageObj_NewTextObj(pdf.raw, b"Helvetica", ctypes.c_float(12))
+    words = "hidden words\x00".encode("utf-16-le")
+    pdfium_c.FPDFText_SetText(text, ctypes.cast(ctypes.c_char_p(words), ctypes.POINTER(ctypes.c_ushort)))
+    if invisible:
+        pdfium_c.FPDFTextObj_SetTextRenderMode(text, pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE)
+    pdfium_c.FPDFPage_InsertObject(page.raw, text)
+    page.gen_content()
+    page.close()
+    src = _save(pdf, tmp_path / "layered.pdf")
+
+    info = extract_page(str(src), 0, str(tmp_path / "0001"), 150)
+
+    if invisible:
+        assert info["method"] == "embedded" and Path(info["path"]).read_bytes() == jpeg
+    else:  # visible text on top of the scan: only a render shows the page as it looks
+        assert info["method"] == "rendered"
