@@ -1,0 +1,148 @@
+"""Finding the printed table of contents among the first pages of a book."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .folio import clean_token, content_lines, parse_folio
+from .pagetext import Line, PageText
+
+_TOC_HEADING = re.compile(
+    r"^(table\s+of\s+contents|contents|content|contents\s+of\s+(the\s+)?volume|index\s+of\s+chapters|"
+    r"inhalt(sverzeichnis)?|table\s+des\s+mati[eè]res|sommaire|indice|[íi]ndice\s+general|summary)$",
+    re.IGNORECASE,
+)
+# lists that look like a ToC but are not part of it
+_OTHER_LIST = re.compile(
+    r"^(list\s+of\s+(figures|tables|illustrations|plates|maps|abbreviations|examples|listings)|"
+    r"figures|tables|illustrations|plates|index|general\s+index)$",
+    re.IGNORECASE,
+)
+_LEADER = re.compile(r"^[.·…_\-\s]{2,}$")
+_LIST_ITEM = re.compile(r"^(fig(ure)?|table|plate|map|listing|example)\.?$", re.IGNORECASE)
+
+
+def _heading_text(line: Line) -> str:
+    """A heading line without a folio at either end ("iv Contents", "Contents 5")."""
+    words = [w.text for w in line.words]
+    if len(words) > 1 and parse_folio(words[0]):
+        words = words[1:]
+    if len(words) > 1 and parse_folio(words[-1]):
+        words = words[:-1]
+    return clean_token(" ".join(words)).strip()
+
+
+def toc_heading(lines: list[Line]) -> int | None:
+    """Index of a "Contents" heading among the first lines of a page, else None."""
+    for i, line in enumerate(lines[:3]):
+        if _TOC_HEADING.match(_heading_text(line)):
+            return i
+    return None
+
+
+def other_list_heading(lines: list[Line]) -> bool:
+    return any(_OTHER_LIST.match(_heading_text(ln)) for ln in lines[:3])
+
+
+def entry_page(line: Line) -> str | None:
+    """The page reference that ends a ToC entry line, or None when the line is not such a line."""
+    ws = [w for w in line.words if not _LEADER.match(w.text)]
+    if len(ws) < 2:
+        return None
+    last = ws[-1]
+    parsed = parse_folio(last.text)
+    if parsed is None or last.text.strip() != clean_token(last.text):
+        return None
+    prev = ws[-2]
+    if prev.text.rstrip().endswith(","):
+        return None  # "term, 12": an index line
+    if not any(c.isalpha() for w in ws[:-1] for c in w.text):
+        return None
+    gap = last.left - (prev.left + prev.width)
+    dots = any(_LEADER.match(w.text) for w in line.words) or prev.text.endswith("..")
+    if gap < 1.2 * max(line.height, 1) and not dots:
+        return None
+    return parsed[0]
+
+
+@dataclass(frozen=True)
+class TocPageStats:
+    lines: int
+    entries: int
+    increasing: float
+    list_items: int
+
+
+def toc_page_stats(page: PageText) -> TocPageStats:
+    lines = content_lines(page)
+    body = lines[1:] if len(lines) > 3 else lines  # the running head
+    pages = [entry_page(ln) for ln in body]
+    nums = [int(p) for p in pages if p is not None and p.isdigit()]
+    steps = list(zip(nums, nums[1:]))
+    inc = sum(1 for a, b in steps if b >= a) / len(steps) if steps else 0.0
+    items = sum(1 for ln, p in zip(body, pages) if p is not None and _LIST_ITEM.match(ln.words[0].text))
+    return TocPageStats(len(body), sum(p is not None for p in pages), inc, items)
+
+
+def toc_page_score(page: PageText) -> float:
+    """How much this page looks like a ToC page by its lines alone (0..1)."""
+    st = toc_page_stats(page)
+    if st.entries < 3 or st.lines == 0:
+        return 0.0
+    share = st.entries / st.lines
+    if st.increasing < 0.8:
+        share *= st.increasing
+    return min(1.0, share)
+
+
+def find_toc(pages: list[PageText]) -> tuple[list[int], float]:
+    """Scan pages holding the printed ToC, and a confidence; ``([], c)`` when there is none."""
+    scored = []
+    for p in pages:
+        lines = content_lines(p)
+        scored.append((p, lines, toc_page_score(p), toc_heading(lines) is not None, other_list_heading(lines)))
+    start, conf = None, 0.0
+    for k, (_, _, score, heading, _) in enumerate(scored):
+        if heading and score >= 0.3:
+            start, conf = k, 0.95
+            break
+    if start is None:
+        # no heading read: a run of entry-dense pages still is a ToC, with less confidence
+        for k, (p, _, score, _, other) in enumerate(scored):
+            if score >= 0.75 and not other and toc_page_stats(p).entries >= 8:
+                start, conf = k, 0.6
+                break
+    if start is None:
+        return [], 0.9
+    found = [scored[start][0].page_num]
+    last_nums = _last_number(scored[start][0])
+    for p, lines, score, heading, other in scored[start + 1:]:
+        if other or score < 0.5 or toc_page_stats(p).list_items > 0.5 * max(1, toc_page_stats(p).entries):
+            break
+        first = _first_number(p)
+        # entries go on rising from the previous page; a new list restarts low
+        if last_nums is not None and first is not None and first + 2 < last_nums and not heading:
+            break
+        found.append(p.page_num)
+        last_nums = _last_number(p) or last_nums
+    return found, conf
+
+
+def _numbers(page: PageText) -> list[int]:
+    out = []
+    for ln in content_lines(page)[1:]:
+        p = entry_page(ln)
+        if p is not None and p.isdigit():
+            out.append(int(p))
+    return out
+
+
+def _first_number(page: PageText) -> int | None:
+    nums = _numbers(page)
+    return nums[0] if nums else None
+
+
+def _last_number(page: PageText) -> int | None:
+    nums = _numbers(page)
+    return nums[-1] if nums else None
