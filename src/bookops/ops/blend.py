@@ -148,8 +148,6 @@ class Blend(Operation):
 
     async def _llm(self, ctx: OpContext, unit: WorkUnit, kept: list[Reading], used: list[str],
                    dropped: list[str], agreement: float) -> Done:
-        from ..providers.openai_compat import LlmClient
-
         longest = max(r.size for r in kept)
 
         def check(answer: BlendedText) -> None:
@@ -160,10 +158,9 @@ class Blend(Operation):
             if longest > 0 and size == 0:
                 raise InvalidOutput("blended text is empty although the readings are not")
 
-        async with LlmClient(ctx.settings) as llm:
-            done = await llm.structured(blend_messages(kept), BlendedText, op=self.name, book=unit.book,
-                                        page=unit.page, job=ctx.job_id, store=ctx.store,
-                                        use_cache=ctx.use_cache, check=check)
+        done = await ctx.dispatcher.llm().structured(
+            blend_messages(kept), BlendedText, op=self.name, book=unit.book, page=unit.page,
+            job=ctx.job_id, store=ctx.store, use_cache=ctx.use_cache, check=check)
         text = done.value.text
         return Done(BlendResult(text=text, sources=used, dropped=dropped, method="llm", agreement=agreement),
                     done.usage)

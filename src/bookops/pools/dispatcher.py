@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..settings import Settings
 from .cpu import CpuPool
 from .pool import ExecuteFn, Pool, PoolStatus
 from .units import WorkResult, WorkUnit
+
+if TYPE_CHECKING:
+    from ..providers.openai_compat import LlmClient
 
 __all__ = ["Dispatcher"]
 
@@ -17,6 +22,7 @@ class Dispatcher:
         self.settings = settings
         self.window_s = window_s
         self._pools: dict[str, Pool] = {}
+        self._llm: LlmClient | None = None
         self.cpu = CpuPool(settings.workers)
 
     def pool(self, provider: str) -> Pool:
@@ -26,6 +32,16 @@ class Dispatcher:
                                                 window_s=self.window_s)
         return pool
 
+    def llm(self) -> LlmClient:
+        """The one LLM client of this process, made on first use: every unit shares its
+        connection pool instead of opening (and tearing down) one per call."""
+        if self._llm is None:
+            # imported here: providers sit above pools, and a run without an LLM never needs it
+            from ..providers.openai_compat import LlmClient
+
+            self._llm = LlmClient(self.settings)
+        return self._llm
+
     async def submit(self, unit: WorkUnit, fn: ExecuteFn) -> WorkResult:
         return await self.pool(unit.provider).run(unit, fn)
 
@@ -33,4 +49,9 @@ class Dispatcher:
         return {name: p.status() for name, p in self._pools.items()}
 
     async def aclose(self) -> None:
-        await self.cpu.aclose()
+        llm, self._llm = self._llm, None
+        try:
+            if llm is not None:
+                await llm.aclose()
+        finally:
+            await self.cpu.aclose()

@@ -220,6 +220,6 @@ async def openai_ocr(ctx: OpContext, unit: WorkUnit) -> Done:
         page = await ctx.store.get_page(unit.book, unit.page)
         page_image = page.image.path if page is not None and page.image is not None else None
     path = image_path_for(ctx, unit, page_image)
-    async with LlmClient(ctx.settings) as llm:
-        return await transcribe(llm, path, model=vision_model(ctx.settings), op="ocr", book=unit.book,
-                                page=unit.page, job=ctx.job_id, store=ctx.store, use_cache=ctx.use_cache)
+    return await transcribe(ctx.dispatcher.llm(), path, model=vision_model(ctx.settings), op="ocr",
+                            book=unit.book, page=unit.page, job=ctx.job_id, store=ctx.store,
+                            use_cache=ctx.use_cache)
