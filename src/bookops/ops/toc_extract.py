@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..pools.units import WorkUnit
+from ..pools.units import Done, Usage, WorkUnit
 from ..schema import OpMetrics, PageLabel, Toc, TocEntry
 from ..store import Store
 from ..understand.toc_parse import parse_toc, resolve_scan_pages
@@ -47,13 +47,16 @@ class TocExtract(BookOperation):
         pages = await load_page_texts(ctx.store, ctx.book.id, toc.pages)
         entries = parse_toc(pages)
         method = "offline"
+        usage: Usage | None = None
         if unit.provider == "openai":
             from .toc_llm import llm_toc_extract
 
-            entries = await llm_toc_extract(ctx, unit, pages, entries)
-            method = "llm"
+            done = await llm_toc_extract(ctx, unit, pages, entries)
+            entries, usage, method = done.value, done.usage, "llm"
         labels = await self._labels(ctx)
-        return resolve_scan_pages(entries, labels), method
+        value = (resolve_scan_pages(entries, labels), method)
+        # Done carries the LLM's tokens and cost into the result and the op's metrics
+        return Done(value, usage) if usage is not None else value
 
     async def _labels(self, ctx: OpContext) -> list[PageLabel]:
         """Labels for scan pages 1..n in order (an empty label where a page has none yet)."""
