@@ -128,8 +128,9 @@ def folio_candidates(page: PageText) -> list[Folio]:
     if not lines:
         return []
     height = page.height or max(ln.bottom for ln in lines)
-    pitch = _pitch(lines)
     body_h = median_word_height(page.words)
+    # sparse pages (tables, title pages) have wide median gaps: cap the pitch by the type size
+    pitch = min(_pitch(lines), 2.5 * body_h)
     out: list[Folio] = []
     head = lines[0]
     # display type (a chapter number set large) is not a folio

@@ -63,6 +63,9 @@ def read_page_label(page: PageText) -> PageLabel:
     """What this page prints about itself, judged from this page alone."""
     lines = content_lines(page)
     cands = folio_candidates(page)
+    if toc_page_score(page) >= 0.5:
+        # on a ToC page the number closing the last line is an entry's page, not the folio
+        cands = [c for c in cands if c.where == "head" or c.pos in ("alone", "n_of_m")]
     folio = best_folio(cands)
     body_h = median_word_height(page.words)
     height = page.height or (max(ln.bottom for ln in lines) if lines else 0)

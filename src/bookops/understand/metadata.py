@@ -64,17 +64,22 @@ def _names_in(s: str) -> list[str]:
 
 
 def _title_page(pages: list[PageText]) -> tuple[PageText, list[Line]] | None:
-    """The early page whose biggest type is the biggest: the title page (or a half-title)."""
-    best: tuple[float, PageText, list[Line]] | None = None
+    """The first early page set in type nearly as big as the biggest: the title page.
+
+    Chapter and preface headings can be as big as the title, but they come after it.
+    """
+    found: list[tuple[float, PageText, list[Line]]] = []
     for page in pages[:8]:
         lines = [ln for ln in content_lines(page) if not (len(ln.words) == 1 and parse_folio(ln.text))]
-        if not lines or len(lines) > 30:
+        lettered = [ln.height for ln in lines if sum(c.isalpha() for c in ln.text) >= 3]
+        if not lettered or len(lines) > 30:
             continue
-        big = max(ln.height for ln in lines if any(c.isalpha() for c in ln.text)) if any(
-            any(c.isalpha() for c in ln.text) for ln in lines) else 0
-        if best is None or big > best[0] * 1.05:
-            best = (big, page, lines)
-    return (best[1], best[2]) if best else None
+        found.append((max(lettered), page, lines))
+    if not found:
+        return None
+    biggest = max(f[0] for f in found)
+    _, page, lines = next(f for f in found if f[0] >= 0.75 * biggest)
+    return page, lines
 
 
 def extract_metadata(pages: list[PageText]) -> BookMetadata:

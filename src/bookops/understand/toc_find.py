@@ -104,8 +104,10 @@ def find_toc(pages: list[PageText]) -> tuple[list[int], float]:
         scored.append((p, lines, toc_page_score(p), toc_heading(lines) is not None, other_list_heading(lines)))
     start, conf = None, 0.0
     for k, (_, _, score, heading, _) in enumerate(scored):
-        if heading and score >= 0.3:
-            start, conf = k, 0.95
+        # OCR can lose the page-number column of one page: the next page then vouches for it
+        nxt = scored[k + 1][2] if k + 1 < len(scored) else 0.0
+        if heading and (score >= 0.3 or nxt >= 0.6):
+            start, conf = k, 0.95 if score >= 0.3 else 0.8
             break
     if start is None:
         # no heading read: a run of entry-dense pages still is a ToC, with less confidence
