@@ -123,9 +123,14 @@ class Label(Operation):
         book = await ctx.refresh_book()
         return labeled == len(wanted) and book.flag(self.name).state.value == "done"
 
+    async def total(self, ctx: OpContext) -> int:
+        return len(ctx.page_range()) + 1  # every page, then the book-wide sequence pass
+
     async def done_count(self, ctx: OpContext) -> int:
-        return await ctx.store.count_pages(ctx.book.id, {"page_num": {"$in": ctx.page_range()},
-                                                         "labeled": True})
+        labeled = await ctx.store.count_pages(ctx.book.id, {"page_num": {"$in": ctx.page_range()},
+                                                            "labeled": True})
+        book = await ctx.refresh_book()
+        return labeled + int(book.flag(self.name).state.value == "done")
 
     async def reset(self, store: Store, book_id: str) -> None:
         await store.patch_pages(book_id, {}, {"$set": {"labeled": False}, "$unset": {"label": "",
