@@ -94,7 +94,7 @@ def skew_angle(img: Image.Image, max_deg: float = 2.0, step: float = 0.1) -> flo
         angle = k * step
         rot = small.rotate(angle, resample=Image.Resampling.BILINEAR)
         prof = list(rot.resize((1, rot.height), Image.Resampling.BOX).tobytes())
-        v = float(sum((b - a) ** 2 for a, b in zip(prof, prof[1:])))
+        v = float(sum((b - a) ** 2 for a, b in zip(prof, prof[1:], strict=False)))
         if v > best:
             best, best_angle = v, angle
     return best_angle
@@ -170,8 +170,11 @@ def ocr_job(job: tuple[str, str, int, str, float]) -> tuple[str, float]:
     return out, time.time() - t0
 
 
-def plan(corpus: Path, out: Path, scale_opt: str, only: list[str], limit: int) -> list[tuple[str, str, int, str, float]]:
-    jobs: list[tuple[str, str, int, str, float]] = []
+Job = tuple[str, str, int, str, float]
+
+
+def plan(corpus: Path, out: Path, scale_opt: str, only: list[str], limit: int) -> list[Job]:
+    jobs: list[Job] = []
     for book in sorted((corpus / "dev").glob("*/book.pdf")):
         key = f"dev/{book.parent.name}"
         if only and key not in only:
@@ -186,7 +189,8 @@ def plan(corpus: Path, out: Path, scale_opt: str, only: list[str], limit: int) -
         if only and key not in only:
             continue
         scale = 1.0 if scale_opt == "auto" else float(scale_opt)
-        files = sorted(p for p in d.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+        exts = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in exts)
         for i, f in enumerate(files[:limit] if limit else files):
             jobs.append(("image", str(f), i, str(out / key / f"{i + 1:04d}.json"), scale))
     return jobs

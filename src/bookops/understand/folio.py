@@ -62,6 +62,8 @@ def lookalike_digits(token: str) -> str | None:
 
 def _is_junk(w: Word) -> bool:
     # specks, show-through and scanner dirt: no letters or digits, or a low-confidence crumb
+    if w.text == "/":
+        return False  # the slash of an "N / M" folio
     if not any(c.isalnum() for c in w.text):
         return True
     return w.conf < 30 and len(clean_token(w.text)) <= 2
@@ -82,7 +84,7 @@ def median_word_height(words: list[Word]) -> float:
 
 
 def _pitch(lines: list[Line]) -> float:
-    gaps = sorted(b.top - a.top for a, b in zip(lines, lines[1:]) if b.top > a.top)
+    gaps = sorted(b.top - a.top for a, b in zip(lines, lines[1:], strict=False) if b.top > a.top)
     return float(gaps[len(gaps) // 2]) if gaps else 0.0
 
 

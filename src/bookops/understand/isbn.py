@@ -39,10 +39,13 @@ def normalize_isbn(raw: str) -> str | None:
 
 
 def find_isbns(text: str) -> list[str]:
-    """Every checksum-valid ISBN in the text, in order, without duplicates; ISBN-13 first when a
-    13-digit and a 10-digit form are both present is left to the caller (order is as printed)."""
+    """Every checksum-valid ISBN labelled "ISBN" on its line, in printed order, without duplicates."""
     out: list[str] = []
     for m in _ISBN_CANDIDATE.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        # a phone or catalogue number can pass the checksum by chance: the label must be there
+        if "isbn" not in text[line_start:m.start()].lower():
+            continue
         isbn = normalize_isbn(m.group(1))
         if isbn and isbn not in out:
             out.append(isbn)

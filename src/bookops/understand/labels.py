@@ -14,7 +14,8 @@ from .toc_find import toc_heading, toc_page_score
 METHOD = "offline"
 
 _COPYRIGHT = re.compile(r"copyright|©|\(c\)\s*\d{4}|all rights reserved|\bisbn\b|library of congress|"
-                        r"printed in|public domain|permission is granted|licen[sc]e", re.IGNORECASE)
+                        r"printed in|public domain|permission is granted|licen[sc]e",
+                        re.IGNORECASE)
 _FRONT = re.compile(r"^(preface|foreword|introduction|acknowledge?ments?|dedication|prologue|about this)",
                     re.IGNORECASE)
 _BACK = re.compile(r"^(appendix|appendices|bibliography|references|glossary|notes|afterword|epilogue|"
@@ -35,7 +36,9 @@ def _heading_lines(lines: list[Line], body_h: float, height: int) -> list[Line]:
     return [ln for ln in lines if ln.height >= 1.35 * body_h and ln.top < 0.5 * height]
 
 
-def _content_type(page: PageText, lines: list[Line], folio: Folio | None, headings: list[Line]) -> ContentType:
+def _content_type(
+    page: PageText, lines: list[Line], folio: Folio | None, headings: list[Line]
+) -> ContentType:
     if _alnum_words(page) < 3:
         return ContentType.blank
     text = page.text
@@ -124,7 +127,9 @@ def _similar(raw: str, expected: str) -> bool:
     return prev[-1] <= 1
 
 
-def _expected(nums: list[tuple[str, int] | None], i: int, direction: int, reach: int = 3) -> tuple[str, int, int] | None:
+def _expected(
+    nums: list[tuple[str, int] | None], i: int, direction: int, reach: int = 3
+) -> tuple[str, int, int] | None:
     """What the nearest labelled pages on one side predict for page i, and how many agree."""
     found: list[tuple[str, int]] = []
     j = i + direction
@@ -170,8 +175,8 @@ def fix_label_sequence(labels: list[PageLabel], pages: list[PageText]) -> list[P
         support = sum(s[2] for s in sides)
         if support < 2 or value < 1:
             continue
-        like = next((out[j].printed_page for j in range(max(0, i - 2), min(len(out), i + 3))
-                     if j != i and nums[j] is not None and nums[j][0] == kind), None)
+        near = range(max(0, i - 2), min(len(out), i + 3))
+        like = next((out[j].printed_page for j in near if j != i and (nums[j] or ("", 0))[0] == kind), None)
         expected = _render(kind, value, like)
         cur = nums[i]
         if cur == (kind, value):

@@ -15,13 +15,15 @@ _MONTHS = r"(january|february|march|april|may|june|july|august|september|october
           r"jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.?"
 _YEAR = r"(1[4-9][0-9]{2}|20[0-9]{2})"
 _DATED = re.compile(rf"{_MONTHS}\s+([0-9]{{1,2}},?\s+)?{_YEAR}\b", re.IGNORECASE)
-_COPYRIGHT_YEARS = re.compile(rf"(?:copyright|©|\(c\))[^\n]*", re.IGNORECASE)
+_COPYRIGHT_YEARS = re.compile(r"(?:copyright|©|\(c\))[^\n]*", re.IGNORECASE)
 _ANY_YEAR = re.compile(rf"(?<![0-9]){_YEAR}(?![0-9])")
 _PUBLISHER = re.compile(r"\b(press|publish(ing|ers?)|verlag|editions?|éditions|books|sons|company|"
                         r"& co\.?|brothers|limited|ltd\.?|inc\.?|university|printers?)\b", re.IGNORECASE)
 _EDITED = re.compile(r"^(edited|compiled|revised)\s+(and\s+\w+\s+)?by\b\s*", re.IGNORECASE)
 _BY = re.compile(r"(^|\s)by\s*$|^by\s+", re.IGNORECASE)
-_NAME_TOKEN = re.compile(r"^([A-Z][a-zà-ÿ'’\-]+|[A-Z][A-Z'’\-]+|[A-Z]\.|[A-Z]\.[A-Z]\.|de|van|von|der|da|di|le|la)$")
+_NAME_TOKEN = re.compile(
+    r"^([A-Z][a-zà-ÿ'’\-]+|[A-Z][A-Z'’\-]+|[A-Z]\.|[A-Z]\.[A-Z]\.|de|van|von|der|da|di|le|la)$"
+)
 _NOT_NAME = re.compile(r"\b(guide|manual|internals|press|university|copyright|edition|volume|vol|the|of|"
                        r"and|for|with|contents|chapter|book|introduction|preface|printed|published)\b",
                        re.IGNORECASE)
@@ -111,7 +113,9 @@ def extract_metadata(pages: list[PageText]) -> BookMetadata:
 def _read_title_page(meta: BookMetadata, page: PageText, lines: list[Line]) -> None:
     body_h = median_word_height(page.words)
     tallest = max(ln.height for ln in lines)
-    title_idx = [i for i, ln in enumerate(lines) if ln.height >= 0.8 * tallest and any(c.isalpha() for c in ln.text)]
+    title_idx = [
+        i for i, ln in enumerate(lines) if ln.height >= 0.8 * tallest and any(c.isalpha() for c in ln.text)
+    ]
     if not title_idx:
         return
     first = title_idx[0]

@@ -61,7 +61,7 @@ def words_from_tesseract(data: Mapping[str, Sequence[object]], scale: float = 1.
         if not text:
             continue
 
-        def num(key: str) -> int:
+        def num(key: str, i: int = i) -> int:
             return int(float(str(data[key][i])))
 
         out.append(

@@ -79,9 +79,10 @@ def toc_page_stats(page: PageText) -> TocPageStats:
     body = lines[1:] if len(lines) > 3 else lines  # the running head
     pages = [entry_page(ln) for ln in body]
     nums = [int(p) for p in pages if p is not None and p.isdigit()]
-    steps = list(zip(nums, nums[1:]))
+    steps = list(zip(nums, nums[1:], strict=False))
     inc = sum(1 for a, b in steps if b >= a) / len(steps) if steps else 0.0
-    items = sum(1 for ln, p in zip(body, pages) if p is not None and _LIST_ITEM.match(ln.words[0].text))
+    items = sum(1 for ln, p in zip(body, pages, strict=True)
+                if p is not None and _LIST_ITEM.match(ln.words[0].text))
     return TocPageStats(len(body), sum(p is not None for p in pages), inc, items)
 
 
@@ -101,7 +102,8 @@ def find_toc(pages: list[PageText]) -> tuple[list[int], float]:
     scored = []
     for p in pages:
         lines = content_lines(p)
-        scored.append((p, lines, toc_page_score(p), toc_heading(lines) is not None, other_list_heading(lines)))
+        heading = toc_heading(lines) is not None
+        scored.append((p, lines, toc_page_score(p), heading, other_list_heading(lines)))
     start, conf = None, 0.0
     for k, (_, _, score, heading, _) in enumerate(scored):
         # OCR can lose the page-number column of one page: the next page then vouches for it
@@ -119,7 +121,7 @@ def find_toc(pages: list[PageText]) -> tuple[list[int], float]:
         return [], 0.9
     found = [scored[start][0].page_num]
     last_nums = _last_number(scored[start][0])
-    for p, lines, score, heading, other in scored[start + 1:]:
+    for p, _, score, heading, other in scored[start + 1:]:
         if other or score < 0.5 or toc_page_stats(p).list_items > 0.5 * max(1, toc_page_stats(p).entries):
             break
         first = _first_number(p)

@@ -94,17 +94,17 @@ def _raw_entries(pages: list[PageText]) -> list[_Raw]:
 def _levels(raws: list[_Raw], depths: list[int]) -> list[int]:
     """Level per entry: numbering depth where there is one, else the indentation of numbered peers."""
     by_depth: dict[int, list[int]] = {}
-    for r, d in zip(raws, depths):
+    for r, d in zip(raws, depths, strict=False):
         if d:
             by_depth.setdefault(d, []).append(r.x)
     anchors = {d: sorted(xs)[len(xs) // 2] for d, xs in by_depth.items()}
     xs_all = sorted({r.x for r in raws})
     unit = 12
     if len(xs_all) > 1:
-        diffs = [b - a for a, b in zip(xs_all, xs_all[1:]) if b - a > 4]
+        diffs = [b - a for a, b in zip(xs_all, xs_all[1:], strict=False) if b - a > 4]
         unit = max(8, min(diffs) if diffs else 12)
     out: list[int] = []
-    for r, d in zip(raws, depths):
+    for r, d in zip(raws, depths, strict=False):
         if d:
             out.append(d)
         elif anchors:
@@ -115,7 +115,7 @@ def _levels(raws: list[_Raw], depths: list[int]) -> list[int]:
     parts = [bool(_PART.match(r.text)) for r in raws]
     if any(parts):
         # parts sit above the numbered chapters
-        out = [1 if p else lvl + 1 for p, lvl in zip(parts, out)]
+        out = [1 if p else lvl + 1 for p, lvl in zip(parts, out, strict=False)]
     top = min(out) if out else 1
     return [max(1, min(6, lvl - top + 1)) for lvl in out]
 
@@ -132,7 +132,7 @@ def parse_toc(pages: list[PageText]) -> list[TocEntry]:
     levels = _levels(raws, depths)
     return [
         TocEntry(title=r.text, level=lvl, number=num, printed_page=r.page)
-        for r, lvl, num in zip(raws, levels, numbers)
+        for r, lvl, num in zip(raws, levels, numbers, strict=False)
     ]
 
 
