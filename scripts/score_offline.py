@@ -85,7 +85,7 @@ def main() -> int:
         tp, te, pl, md = r["toc_pages"], r["toc_entries"], r["page_labels"], r["metadata"]
         wrong = [f for f in ("title", "authors", "publisher", "year", "isbn") if not md.get(f)]
         lvl = te.get("level_accuracy")
-        print(f"{key:34} {tp['f1']:7.3f} {te['f1']:7.3f} {te["title_only"]["f1"]:7.3f} "
+        print(f"{key:34} {tp['f1']:7.3f} {te['f1']:7.3f} {te['title_only']['f1']:7.3f} "
               f"{lvl if lvl is not None else '-':>6} {pl['accuracy']:6.3f} "
               f"{pl['accuracy_numbered'] if pl['accuracy_numbered'] is not None else '-':>7} "
               f"{pl['accuracy_unnumbered'] if pl['accuracy_unnumbered'] is not None else '-':>7} "
