@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,10 @@ async def tesseract_engine(ctx: OpContext, unit: WorkUnit) -> dict[str, Any]:
     path = page_image_path(ctx, unit)
     lang = str(unit.payload.get("lang") or ctx.settings.ocr_lang)
     dpi = unit.payload.get("dpi")
-    fields: dict[str, Any] = await ctx.dispatcher.cpu.run(ocr_image, str(path), lang,
-                                                          int(dpi) if dpi else None)
+    # tesseract is killed at the pool's timeout, so a stuck page does not keep a CPU worker busy
+    timeout_s = ctx.settings.limit_for(unit.provider).timeout_s
+    fields: dict[str, Any] = await ctx.dispatcher.cpu.run(
+        partial(ocr_image, timeout_s=timeout_s), str(path), lang, int(dpi) if dpi else None)
     return fields
 
 
