@@ -69,6 +69,7 @@ class Runner:
     async def run(self) -> RunSummary:
         t0 = time.monotonic()
         for op in self.ops:
+            await op.recover_history(self.ctx)
             total = await op.total(self.ctx)
             done = await op.done_count(self.ctx)
             self.summary.progress[op_key(op)] = OpProgress(total=total, done=done)

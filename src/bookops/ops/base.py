@@ -102,6 +102,39 @@ class Operation(ABC):
         """How many of ``total`` are already done according to the store."""
         return 0
 
+    # Page-level ops: the history event a page gets when done, and the filter of done pages.
+    done_event: ClassVar[str | None] = None
+
+    def done_where(self) -> dict[str, Any] | None:
+        return None
+
+    def event_matches(self, event: HistoryEvent) -> bool:
+        return True
+
+    async def recover_history(self, ctx: OpContext) -> int:
+        """Give back the done-events a crash lost; returns how many.
+
+        History is written in background batches, so a kill can drop the last few events while the
+        results and flags they describe are stored. The flags are durable: each done page without its
+        event gets one, marked ``recovered``, so history holds every page's done-event once.
+        """
+        where = self.done_where()
+        if self.done_event is None or where is None:
+            return 0
+        done = await ctx.store.list_pages(ctx.book.id, where=where)
+        if not done:
+            return 0
+        events = await ctx.store.list_history(ctx.book.id, event=self.done_event)
+        have = {e.page for e in events if self.event_matches(e)}
+        missing = [p.page_num for p in done if p.page_num not in have]
+        for page_num in missing:
+            ctx.event(self.name, self.done_event, page=page_num, recovered=True,
+                      **self.recovered_detail())
+        return len(missing)
+
+    def recovered_detail(self) -> dict[str, Any]:
+        return {}
+
     async def reset(self, store: Store, book_id: str) -> None:
         """Forget this operation's results so a rerun starts over."""
         raise NotImplementedError(f"{self.name} cannot be reset")

@@ -113,6 +113,11 @@ class Blend(Operation):
                         op=self.name, provider=provider, book=ctx.book.id, page=page.page_num,
                         payload={"sources": done})
 
+    done_event: ClassVar[str | None] = "blend.done"
+
+    def done_where(self) -> dict[str, Any]:
+        return {"blended": True}
+
     async def create_units(self, ctx: OpContext) -> list[WorkUnit]:
         pages = await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range())
         return [u for p in pages if (u := self._unit(ctx, p)) is not None]

@@ -33,6 +33,11 @@ class Extract(Operation):
     collections: ClassVar[tuple[str, ...]] = ("pages",)
     provider: ClassVar[str] = "cpu"
 
+    done_event: ClassVar[str | None] = "extract.done"
+
+    def done_where(self) -> dict[str, Any]:
+        return {"extracted": True}
+
     async def create_units(self, ctx: OpContext) -> list[WorkUnit]:
         # a page that failed in an earlier run is tried again: the runner runs a unit once per run
         pages = await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range(),

@@ -31,6 +31,11 @@ class Label(Operation):
     def __init__(self, *, provider: str | None = None) -> None:
         self.provider = provider
 
+    done_event: ClassVar[str | None] = "label.done"
+
+    def done_where(self) -> dict[str, Any]:
+        return {"labeled": True}
+
     def _provider(self, ctx: OpContext) -> str:
         return self.provider or ctx.settings.provider_for("label")
 

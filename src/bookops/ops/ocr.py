@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from ..pools.units import WorkResult, WorkUnit
 from ..providers.ocr_engines import OcrEngine, get_ocr_engine
 from ..providers.tesseract import LOW_CONF
-from ..schema import OcrResult, OcrState, OpError, OpMetrics, Page, ocr_result_id, utcnow
+from ..schema import HistoryEvent, OcrResult, OcrState, OpError, OpMetrics, Page, ocr_result_id, utcnow
 from ..store import Store
 from .base import OpContext, Operation
 
@@ -65,6 +65,17 @@ class Ocr(Operation):
 
     async def execute(self, ctx: OpContext, unit: WorkUnit) -> Any:
         return await self.engine(ctx, unit)
+
+    done_event: ClassVar[str | None] = "ocr.done"
+
+    def done_where(self) -> dict[str, Any]:
+        return {f"{self._flag}.done": True}
+
+    def event_matches(self, event: HistoryEvent) -> bool:
+        return event.detail.get("provider") == self.provider
+
+    def recovered_detail(self) -> dict[str, Any]:
+        return {"provider": self.provider}
 
     # ------------------------------------------------------------------ results
     async def handle_result(self, ctx: OpContext, result: WorkResult) -> list[WorkUnit]:
