@@ -10,6 +10,11 @@ Runs on PDF (default: the 63-page maint-guide of the dev corpus), first N pages:
        (b1) tesseract on the image as it is, (b2) bookops' tesseract adapter (with its upscale)
   (c)  ``ocrmypdf --force-ocr -j <cores> --sidecar`` when OCRmyPDF is installed
 The CER uses the corpus scorer against ``<pdf dir>/pages/NNNN.txt`` when those exist.
+
+Measured on a quiet 2-core machine, maint-guide, 63 pages of 150 dpi JPEG (s/page, CER):
+(a) 0.802, 0.0545; (a') 0.828, 0.0545; (b1) 0.529, 0.0571; (b2) 0.801, 0.0545;
+(c) 0.661, 0.0573. The pipeline adds nothing over its floor (b2); the 225 dpi upscale costs
+~1.5x the tesseract time of the page as it is (b1), for a lower CER (body pages 0.030 -> 0.020).
 """
 
 from __future__ import annotations

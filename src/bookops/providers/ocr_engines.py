@@ -48,7 +48,8 @@ async def tesseract_engine(ctx: OpContext, unit: WorkUnit) -> dict[str, Any]:
     # tesseract is killed at the pool's timeout, so a stuck page does not keep a CPU worker busy
     timeout_s = ctx.settings.limit_for(unit.provider).timeout_s
     fields: dict[str, Any] = await ctx.dispatcher.cpu.run(
-        partial(ocr_image, timeout_s=timeout_s), str(path), lang, int(dpi) if dpi else None)
+        partial(ocr_image, timeout_s=timeout_s, upscale=bool(unit.payload.get("upscale", True))),
+        str(path), lang, int(dpi) if dpi else None)
     return fields
 
 
