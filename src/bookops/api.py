@@ -143,8 +143,8 @@ class Library:
         from .jobs import run_job
 
         async with self.session() as store:
-            is_new_path = isinstance(book, str | Path) and Path(book).exists()
-            if is_new_path and await store.get_book(str(book)) is None:
+            if isinstance(book, str | Path) and await store.get_book(str(book)) is None \
+                    and Path(book).exists():
                 from .ingest import add_book
 
                 book, _ = await add_book(store, self.settings, [Path(book)])

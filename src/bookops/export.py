@@ -18,6 +18,10 @@ async def _load(store: Store, book_id: str) -> tuple[Book, list[Page], Toc | Non
     return book, await store.list_pages(book_id), await store.get_toc(book_id)
 
 
+def _printed(page: Page | None) -> str | None:
+    return page.label.printed_page if page is not None and page.label is not None else None
+
+
 def _best_text(page: Page) -> str:
     return page.blend.text if page.blend else ""
 
@@ -36,10 +40,7 @@ async def export_json(store: Store, book_id: str) -> dict[str, Any]:
              "scan_page": e.scan_page}
             for e in (toc.entries if toc else [])
         ],
-        "page_labels": [
-            (by_num[i].label.printed_page if i in by_num and by_num[i].label else None)
-            for i in range(1, book.page_count + 1)
-        ],
+        "page_labels": [_printed(by_num.get(i)) for i in range(1, book.page_count + 1)],
         "metadata": {
             "title": meta.title if meta else None,
             "subtitle": meta.subtitle if meta else None,

@@ -39,7 +39,7 @@ def op_class(name: str) -> type[Operation] | None:
 
 def make_op(name: str, **kwargs: Any) -> Operation | None:
     cls = op_class(name)
-    return cls(**kwargs) if cls is not None else None  # type: ignore[call-arg]
+    return cls(**kwargs) if cls is not None else None
 
 
 Prepare = Callable[[OpContext], Awaitable[None]]

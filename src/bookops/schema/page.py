@@ -45,7 +45,7 @@ class ContentType(str, Enum):
     blank = "blank"
     title_page = "title_page"
     copyright = "copyright"
-    index = "index"
+    index = "index"  # type: ignore[assignment]  # the member shadows str.index, by design
     other = "other"
 
 
