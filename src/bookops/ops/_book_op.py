@@ -45,9 +45,10 @@ class BookOperation(Operation):
                             prompt_tokens=result.usage.prompt_tokens,
                             completion_tokens=result.usage.completion_tokens, cost_usd=result.usage.cost_usd)
         detail = await self.store_value(ctx, result.value, metrics)
-        await ctx.store.patch_book(ctx.book.id, flag_update(
-            self.name, "done", provider=result.unit.provider,
-            extra={f"metrics.{self.name}": metrics.model_dump(mode="json")}))
+        update = flag_update(self.name, "done", provider=result.unit.provider,
+                             extra={f"metrics.{self.name}": metrics.model_dump(mode="json")})
+        update["$inc"] = {f"flags.{self.name}.attempts": result.attempts}
+        await ctx.store.patch_book(ctx.book.id, update)
         await clear_stale(ctx, self.name)
         ctx.event(self.name, f"{self.name}.done", **detail)
         return []
