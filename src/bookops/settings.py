@@ -133,9 +133,11 @@ class Settings(BaseSettings):
     # ------------------------------------------------------------------ derived values
     @property
     def llm_configured(self) -> bool:
+        """True when an LLM endpoint or key is set."""
         return bool(self.llm_base_url or self.llm_api_key)
 
     def limit_for(self, provider: str) -> RateLimit:
+        """The rate limits of a provider (the generic defaults for an unknown one)."""
         return self.limits.get(provider) or RateLimit()
 
     def provider_for(self, op: str) -> str:
@@ -144,10 +146,12 @@ class Settings(BaseSettings):
 
     @property
     def books_dir(self) -> Path:
+        """Where page images live: ``<home>/books``."""
         return self.home / "books"
 
     @property
     def sqlite_path(self) -> Path:
+        """The embedded store's file: ``<home>/bookops.sqlite3``."""
         return self.home / "bookops.sqlite3"
 
     def redacted(self) -> dict[str, Any]:

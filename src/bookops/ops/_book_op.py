@@ -23,6 +23,7 @@ class BookOperation(Operation):
         return self.provider or ctx.settings.provider_for(self.name)
 
     async def ready(self, ctx: OpContext) -> bool:
+        """True when the inputs are stored (e.g. the front pages are blended)."""
         raise NotImplementedError
 
     async def store_value(self, ctx: OpContext, value: Any, metrics: OpMetrics) -> dict[str, Any]:

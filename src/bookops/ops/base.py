@@ -106,9 +106,11 @@ class Operation(ABC):
     done_event: ClassVar[str | None] = None
 
     def done_where(self) -> dict[str, Any] | None:
+        """Page filter of the pages this op has done (page-level ops), or None."""
         return None
 
     def event_matches(self, event: HistoryEvent) -> bool:
+        """Whether a done-event in history belongs to this op instance (e.g. its OCR provider)."""
         return True
 
     async def recover_history(self, ctx: OpContext) -> int:
@@ -133,6 +135,7 @@ class Operation(ABC):
         return len(missing)
 
     def recovered_detail(self) -> dict[str, Any]:
+        """Detail added to a done-event recovered from the flags after a crash."""
         return {}
 
     async def reset(self, store: Store, book_id: str) -> None:
