@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=args, standalone_mode=False)
+        rc = app(args=args, standalone_mode=False)
+        # typer turns a KeyboardInterrupt inside a command into a returned 130
+        if rc == 130:
+            raise KeyboardInterrupt
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except BookopsError as exc:
         _fail(exc, exc.exit_code, as_json, verbose)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -24,6 +25,10 @@ def _init_worker() -> None:
     # Tesseract's OpenMP threads fight each other when several processes run at once: 6.2 s/page
     # with OpenMP on against 0.57 s/page for two single-threaded processes on two cores.
     os.environ["OMP_THREAD_LIMIT"] = "1"
+    # Ctrl-C reaches the whole process group. The parent decides what stops: it lets the pages in
+    # flight finish and keeps them, so workers (and the tesseract they start, which inherits an
+    # ignored signal) must not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class CpuPool:
