@@ -100,6 +100,14 @@ def plan_add_ocr_source(params: dict[str, Any]) -> JobPlan:
             for op in present:
                 if op.name in downstream:
                     await op.reset(ctx.store, ctx.book.id)
+            # Reset ops have no results left to be stale; they say "not done" until they rerun.
+            await ctx.store.patch_book(ctx.book.id, {"$set": {
+                "stale": [s for s in ctx.book.stale if s not in downstream]}})
+            # The pages keep their old blend (the text stays readable) but lose the flag until
+            # they are blended with the new source (or it failed there for good): Label and the
+            # book-level ops wait on `blended`, and would otherwise rerun at once on the old text.
+            await ctx.store.patch_pages(ctx.book.id, {"page_num": {"$in": ctx.page_range()},
+                                                      "blended": True}, {"$set": {"blended": False}})
             ctx.event("job", "downstream.reset", ops=list(downstream))
         else:
             await ctx.store.patch_book(ctx.book.id, {"$set": {"stale": list(downstream)}})

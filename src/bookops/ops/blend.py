@@ -1,8 +1,9 @@
 """Blend: one text per page from the readings of every configured OCR provider.
 
-A page is ready once each provider has its ``ocr.<provider>.done`` flag. One reading is copied
-as it is; several go through the outlier check and then an LLM (when configured for ``blend``)
-or the offline weighted vote. A page blended before a new OCR source finished is blended again:
+A page is ready once each provider has its ``ocr.<provider>.done`` flag, or has failed on the
+page for good (its error is recorded there): the readings that exist are blended. One reading is
+copied as it is; several go through the outlier check and then an LLM (when configured for
+``blend``) or the offline weighted vote. A page blended before a new OCR source finished is blended again:
 readiness compares the sources of the stored blend with the providers now done.
 """
 
@@ -92,9 +93,17 @@ class Blend(Operation):
 
     @staticmethod
     def _done(page: Page, providers: list[str]) -> list[str] | None:
-        """The providers to blend, when every one of them has finished this page."""
+        """The providers to blend, once no other provider is still to come for this page.
+
+        A provider whose error is recorded on the page (``errors.ocr_<provider>``, written when
+        its unit failed for good) is not coming: waiting for it would hold this page, and every
+        book-level op that needs consecutive front pages blended, for ever (a vision guard that
+        keeps rejecting a blank page is enough). A later run that reads the page clears the
+        error and sets the flag, and the page is blended again with the new source.
+        """
         done = [p for p in providers if (st := page.ocr.get(p)) is not None and st.done]
-        return done if providers and len(done) == len(providers) else None
+        pending = [p for p in providers if p not in done and f"ocr_{p}" not in page.errors]
+        return done if done and not pending else None
 
     @staticmethod
     def _current(page: Page, done: list[str]) -> bool:
