@@ -89,6 +89,7 @@ class Blend(Operation):
     # ------------------------------------------------------------------ readiness
     @staticmethod
     def providers(ctx: OpContext) -> list[str]:
+        """The OCR providers whose readings a page needs before it is blended (job params, else settings)."""
         return list(ctx.params.get("ocr_providers") or ctx.settings.ocr_providers)
 
     @staticmethod
