@@ -1,9 +1,16 @@
 """The notebook and script facade: ``lib = bookops.open()``, then ``lib.add``, ``lib.run``...
 
 Async is the one implementation (``aadd``, ``arun``, ...); the plain names are thin blocking
-wrappers that also work inside Jupyter's running event loop. A library holds settings, not a
-connection: each call opens the store for the loop it runs on, so two libraries on different homes
-in one process never share anything.
+wrappers that also work inside Jupyter's running event loop (no ``nest_asyncio``: the coroutine runs
+on its own loop in a worker thread). A library holds settings, not a connection: each call opens the
+store for the loop it runs on, so two libraries on different homes in one process never share anything.
+
+``lib.show_book``, ``lib.show_page``, ``lib.show_toc``, ``lib.show_history``, ``lib.show_job`` and
+``lib.cost`` return the views of :mod:`bookops.display`: HTML in Jupyter, tables in a terminal.
+
+Operations can also run alone (:mod:`bookops.ops`): ``Ocr(provider="tesseract").run_sync(lib, book)``
+does only what is runnable now, so on a fresh book it does nothing; ``lib.run_ops([...], book)`` runs
+several in order and says which operation has to run first when an input is missing.
 """
 
 from __future__ import annotations
@@ -12,13 +19,17 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._sync import run_sync
+from .display import BookView, CostView, HistoryView, JobView, PageView, TocView
 from .errors import UserError
-from .schema import Book, HistoryEvent, JobRecord, OcrResult, Page, Toc
+from .schema import Book, CallRecord, HistoryEvent, JobRecord, OcrResult, Page, Toc
 from .settings import Settings
 from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .ops import Operation
 
 __all__ = ["Library", "open"]
 
@@ -57,6 +68,7 @@ class Library:
             await store.close()
 
     async def aclose(self) -> None:
+        """Close the store :meth:`astore` opened for the running loop (nothing else is kept open)."""
         store = self._stores.pop(id(asyncio.get_running_loop()), None)
         if store is not None:
             await store.close()
@@ -75,6 +87,7 @@ class Library:
         return run_sync(self.aadd(*paths, book_id=book_id))
 
     async def abook(self, book_id: str) -> Book:
+        """The stored book; ``UserError`` when there is none with this id."""
         async with self.session() as store:
             book = await store.get_book(book_id)
         if book is None:
@@ -86,6 +99,7 @@ class Library:
         return run_sync(self.abook(book_id))
 
     async def abooks(self) -> list[Book]:
+        """Every book in the library."""
         async with self.session() as store:
             return await store.list_books()
 
@@ -94,6 +108,7 @@ class Library:
         return run_sync(self.abooks())
 
     async def apages(self, book_id: str, pages: Iterable[int] | None = None) -> list[Page]:
+        """Page documents of a book, all or the given scan pages, in page order."""
         async with self.session() as store:
             return await store.list_pages(book_id, pages=pages)
 
@@ -101,14 +116,20 @@ class Library:
         """Page documents: image info, flags, blended text, label."""
         return run_sync(self.apages(book_id, pages))
 
-    def page(self, book_id: str, page_num: int) -> Page:
-        """One page document."""
-        found = self.pages(book_id, [page_num])
+    async def apage(self, book_id: str, page_num: int) -> Page:
+        """One page document; ``UserError`` when the book has no such page."""
+        found = await self.apages(book_id, [page_num])
         if not found:
+            await self.abook(book_id)  # an unknown book says so
             raise UserError(f"book '{book_id}' has no page {page_num}")
         return found[0]
 
+    def page(self, book_id: str, page_num: int) -> Page:
+        """One page document."""
+        return run_sync(self.apage(book_id, page_num))
+
     async def aocr(self, book_id: str, page_num: int) -> list[OcrResult]:
+        """Every OCR provider's result for one page."""
         async with self.session() as store:
             return await store.get_ocr_results(book_id, page_num)
 
@@ -117,6 +138,7 @@ class Library:
         return run_sync(self.aocr(book_id, page_num))
 
     async def atoc(self, book_id: str) -> Toc | None:
+        """The book's table of contents, or None before TocFind ran."""
         async with self.session() as store:
             return await store.get_toc(book_id)
 
@@ -125,6 +147,7 @@ class Library:
         return run_sync(self.atoc(book_id))
 
     async def ahistory(self, book_id: str, **filters: Any) -> list[HistoryEvent]:
+        """History events of a book, oldest first (filters: event, op, job, limit)."""
         async with self.session() as store:
             return await store.list_history(book_id, **filters)
 
@@ -158,6 +181,189 @@ class Library:
             use_cache: bool = True, **params: Any) -> JobRecord:
         """Blocking :meth:`arun`."""
         return run_sync(self.arun(kind, book, pages=pages, use_cache=use_cache, **params))
+
+    async def ajobs(self, book_id: str | None = None) -> list[JobRecord]:
+        """Job records, of one book or of all books."""
+        async with self.session() as store:
+            return await store.list_jobs(book_id)
+
+    def jobs(self, book_id: str | None = None) -> list[JobRecord]:
+        """Blocking :meth:`ajobs`."""
+        return run_sync(self.ajobs(book_id))
+
+    async def acalls(self, book_id: str) -> list[CallRecord]:
+        """Provider calls (LLM, vision) made for a book: tokens, cost, latency, outcome."""
+        async with self.session() as store:
+            return await store.list_calls(book_id)
+
+    def calls(self, book_id: str) -> list[CallRecord]:
+        """Blocking :meth:`acalls`."""
+        return run_sync(self.acalls(book_id))
+
+    async def arun_ops(self, ops: Operation | Iterable[Operation], book: str | Book, *,
+                       pages: Iterable[int] | None = None, **params: Any) -> Any:
+        """Run operations alone (no job record, no lease), in the order given; the last one's results.
+
+        Unlike ``op.run(lib, book)``, which quietly does only what is runnable now, this first checks
+        that every input an operation depends on is either produced by an earlier operation in the
+        list or already in the store, and raises ``UserError`` naming what has to run first.
+        """
+        from .jobs import run_operations
+        from .ops import Operation
+
+        op_list = [ops] if isinstance(ops, Operation) else list(ops)
+        if not op_list:
+            raise UserError("run_ops needs at least one operation")
+        page_list = list(pages) if pages is not None else None
+        async with self.session() as store:
+            the_book = book if isinstance(book, Book) else await self.abook(book)
+            await _check_inputs(store, self.settings, op_list, the_book, page_list, params)
+            return await run_operations(op_list, store, the_book, pages=page_list, settings=self.settings,
+                                        **params)
+
+    def run_ops(self, ops: Operation | Iterable[Operation], book: str | Book, *,
+                pages: Iterable[int] | None = None, **params: Any) -> Any:
+        """Blocking :meth:`arun_ops`."""
+        return run_sync(self.arun_ops(ops, book, pages=pages, **params))
+
+    # ------------------------------------------------------------------ displays
+    async def ashow_book(self, book_id: str) -> BookView:
+        """A display of the book: metadata, pages done by operation, book-level flags, ToC summary."""
+        async with self.session() as store:
+            book = await store.get_book(book_id)
+            if book is None:
+                raise UserError(f"no book '{book_id}'; see lib.books()")
+            providers = book.ocr_providers or self.settings.ocr_providers
+            done: dict[str, int] = {"extracted": await store.count_pages(book.id, {"extracted": True})}
+            for provider in providers:
+                done[f"ocr {provider}"] = await store.count_pages(book.id, {f"ocr.{provider}.done": True})
+            done["blended"] = await store.count_pages(book.id, {"blended": True})
+            done["labeled"] = await store.count_pages(book.id, {"labeled": True})
+            error_keys = ["extract", *(f"ocr_{p}" for p in providers), "blend", "label"]
+            done["failed"] = await store.count_pages(
+                book.id, {"$or": [{f"errors.{k}": {"$exists": True}} for k in error_keys]})
+            return BookView(book=book, pages_done=done, toc=await store.get_toc(book.id))
+
+    def show_book(self, book_id: str) -> BookView:
+        """Blocking :meth:`ashow_book`; the last expression of a cell to display it."""
+        return run_sync(self.ashow_book(book_id))
+
+    async def ashow_page(self, book_id: str, page_num: int, *, thumb_width: int = 400) -> PageView:
+        """A display of one page: image thumbnail beside its blended text, label and OCR results."""
+        page = await self.apage(book_id, page_num)
+        return PageView(page=page, image_path=self.page_image(page),
+                        ocr=await self.aocr(book_id, page_num), thumb_width=thumb_width)
+
+    def show_page(self, book_id: str, page_num: int, *, thumb_width: int = 400) -> PageView:
+        """Blocking :meth:`ashow_page`."""
+        return run_sync(self.ashow_page(book_id, page_num, thumb_width=thumb_width))
+
+    async def ashow_toc(self, book_id: str) -> TocView:
+        """A display of the table of contents: entries indented by level, printed and scan pages."""
+        await self.abook(book_id)
+        return TocView(book_id=book_id, toc=await self.atoc(book_id))
+
+    def show_toc(self, book_id: str) -> TocView:
+        """Blocking :meth:`ashow_toc`."""
+        return run_sync(self.ashow_toc(book_id))
+
+    async def ashow_history(self, book_id: str, **filters: Any) -> HistoryView:
+        """A display of the book's history (filters: event, op, job, limit)."""
+        await self.abook(book_id)
+        return HistoryView(book_id=book_id, events=await self.ahistory(book_id, **filters))
+
+    def show_history(self, book_id: str, **filters: Any) -> HistoryView:
+        """Blocking :meth:`ashow_history`."""
+        return run_sync(self.ashow_history(book_id, **filters))
+
+    async def ashow_job(self, job: str | JobRecord) -> JobView:
+        """A display of a job record (as returned by :meth:`run`, or by its id)."""
+        if isinstance(job, JobRecord):
+            return JobView(job=job)
+        async with self.session() as store:
+            found = await store.get_job(job)
+        if found is None:
+            raise UserError(f"no job '{job}'; see lib.jobs()")
+        return JobView(job=found)
+
+    def show_job(self, job: str | JobRecord) -> JobView:
+        """Blocking :meth:`ashow_job`."""
+        return run_sync(self.ashow_job(job))
+
+    async def acost(self, book_id: str) -> CostView:
+        """What a book cost: its jobs and provider calls (``.total_usd``, ``.by_op``)."""
+        await self.abook(book_id)
+        async with self.session() as store:
+            jobs = await store.list_jobs(book_id)
+            calls = await store.list_calls(book_id)
+        return CostView(book_id=book_id, jobs=jobs, calls=calls)
+
+    def cost(self, book_id: str) -> CostView:
+        """Blocking :meth:`acost`."""
+        return run_sync(self.acost(book_id))
+
+
+# What an operation's ``depends_on`` names means in the store: a page filter, or a book-level flag.
+_PAGE_INPUTS: dict[str, tuple[str, str]] = {
+    "extract": ("extracted", "Extract"),
+    "blend": ("blended", "Blend"),
+    "label": ("labeled", "Label"),
+}
+_BOOK_INPUTS: dict[str, str] = {"toc_find": "TocFind", "metadata": "Metadata", "toc_extract": "TocExtract"}
+
+
+async def _check_inputs(store: Store, settings: Settings, ops: list[Operation], book: Book,
+                        pages: list[int] | None, params: dict[str, Any]) -> None:
+    """Raise ``UserError`` when an operation's input is neither made earlier in ``ops`` nor stored."""
+    made: set[str] = set()
+    for op in ops:
+        for dep in op.depends_on:
+            if dep in made:
+                continue
+            missing = await _missing(store, settings, op, dep, book, pages, params)
+            if missing:
+                first = _op_label(dep)
+                raise UserError(
+                    f"{type(op).__name__} needs {missing} first: run {first} before it, e.g. "
+                    f"lib.run_ops([{first}(), {type(op).__name__}()], '{book.id}'), "
+                    f"or the whole job with lib.run('process-pages', '{book.id}')")
+        made.add(op.name)
+
+
+def _op_label(dep: str) -> str:
+    if dep == "ocr":
+        return "Ocr"
+    if dep in _PAGE_INPUTS:
+        return _PAGE_INPUTS[dep][1]
+    return _BOOK_INPUTS.get(dep, dep)
+
+
+async def _missing(store: Store, settings: Settings, op: Operation, dep: str, book: Book,
+                   pages: list[int] | None, params: dict[str, Any]) -> str | None:
+    """A description of the missing input, or None when at least some of it is there."""
+    where: dict[str, Any]
+    if dep == "ocr":
+        providers = params.get("ocr_providers") or book.ocr_providers or settings.ocr_providers
+        where = {f"ocr.{p}.done": True for p in providers}
+        what = f"OCR by {', '.join(providers)}"
+    elif dep in _PAGE_INPUTS:
+        where = {_PAGE_INPUTS[dep][0]: True}
+        what = f"{_PAGE_INPUTS[dep][0]} pages"
+    else:
+        state = book.flag(dep).state.value
+        return None if state == "done" else f"{_op_label(dep)} done (its state is {state})"
+    if pages is not None and op.level == "page":
+        where["page_num"] = {"$in": pages}
+        scope = f"pages {_span(pages)}"
+    else:
+        scope = "the book"
+    return None if await store.count_pages(book.id, where) else f"{what} ({scope} have none)"
+
+
+def _span(pages: list[int]) -> str:
+    if pages and pages == list(range(pages[0], pages[-1] + 1)):
+        return f"{pages[0]}-{pages[-1]}"
+    return ", ".join(str(p) for p in pages[:10]) + ("..." if len(pages) > 10 else "")
 
 
 def open(home: str | Path | None = None, *, mongo_uri: str | None = None, **settings: Any) -> Library:  # noqa: A001
