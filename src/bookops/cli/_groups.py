@@ -14,6 +14,7 @@ _GROUPS = [
     ("history", "register", None),
     ("export", "register", None),
     ("providers", "register", None),
+    ("report", "register", None),
 ]
 
 

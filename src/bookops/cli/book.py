@@ -144,6 +144,10 @@ async def _show_data(store: Store, settings: Settings, book_id: str) -> dict[str
     for provider in _ocr_providers(book, settings):
         states["ocr"].setdefault(provider, 0)
     toc = await store.get_toc(book.id)
+    from ..report import cost_rollup
+
+    cost = (await cost_rollup(store, book.id)).as_dict()
+    cost["top_pages"] = dict(sorted(cost.pop("by_page").items(), key=lambda kv: -kv[1])[:5])
     return {
         "id": book.id,
         "name": book.name,
@@ -159,6 +163,7 @@ async def _show_data(store: Store, settings: Settings, book_id: str) -> dict[str
         },
         "ops": {op: book.flag(op).model_dump(mode="json") for op in BOOK_OPS},
         "stale": book.stale,
+        "cost": cost,
         "created_at": book.created_at.isoformat(),
         "updated_at": book.updated_at.isoformat(),
     }
@@ -205,6 +210,17 @@ def _print_show(d: dict[str, Any]) -> None:
         state = f["state"] + (" (stale)" if op in d["stale"] else "")
         ops.add_row(op, state, str(f["attempts"]), f["provider"] or "", escape(f["error"] or ""))
     console.print(ops)
+
+    cost = d.get("cost")
+    if cost and cost["calls"]:
+        by_op = ", ".join(f"{k} ${v:.4f}" for k, v in cost["by_op"].items()) or "-"
+        by_job = ", ".join(f"{k} ${v:.4f}" for k, v in cost["by_job"].items()) or "-"
+        pages = ", ".join(f"p{k} ${v:.4f}" for k, v in cost["top_pages"].items()) or "-"
+        console.print(f"cost: ${cost['book_usd']:.4f} in {cost['calls']} LLM calls"
+                      + (f" ({cost['unpriced_calls']} without a price)" if cost["unpriced_calls"] else "")
+                      + f"; by operation: {by_op}; by job: {by_job}; dearest pages: {pages}", markup=False)
+    else:
+        console.print("cost: $0 (no paid LLM calls)")
 
     meta = d["metadata"]
     if meta:

@@ -23,9 +23,10 @@ from ..schema import Book, OpProgress
 from ..settings import Settings
 from ..store import Store
 from ..store.history import HistoryBuffer
+from .budget import Admit, is_paid
 
 if TYPE_CHECKING:
-    pass
+    from .budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class RunSummary:
     cost_usd: float = 0.0
     seconds: float = 0.0
     failed_units: list[WorkResult] = field(default_factory=list)
+    held: list[WorkUnit] = field(default_factory=list)  # paid units a budget kept back
+    budget_stop: str | None = None  # why the budget stopped paid dispatching, when it did
 
     @property
     def failed(self) -> int:
@@ -54,10 +57,12 @@ class Runner:
     """Runs a list of operations on one book until every one is complete or stuck on failures."""
 
     def __init__(self, ops: list[Operation], ctx: OpContext, *,
-                 on_progress: ProgressFn | None = None) -> None:
+                 on_progress: ProgressFn | None = None, budget: Budget | None = None) -> None:
         self.ops = ops
         self.ctx = ctx
         self.on_progress = on_progress
+        self.budget = budget
+        self._held: list[tuple[Operation, WorkUnit]] = []  # paid units waiting for the budget
         self.summary = RunSummary()
         self._seen: set[str] = set()
         self._tasks: dict[asyncio.Task[WorkResult], Operation] = {}
@@ -90,6 +95,9 @@ class Runner:
                     await self._handle(op, task.result())
         finally:
             self.summary.seconds = time.monotonic() - t0
+            self.summary.held = [u for _op, u in self._held]
+            if self.budget is not None:
+                self.summary.budget_stop = self.budget.stop_reason
         return self.summary
 
     async def drain(self, timeout_s: float) -> None:
@@ -121,11 +129,33 @@ class Runner:
             if unit.page is not None and not self.ctx.wants(unit.page):
                 continue
             self._seen.add(unit.id)
-            task = asyncio.ensure_future(self.ctx.dispatcher.submit(unit, partial(op.execute, self.ctx)))
-            self._tasks[task] = op
+            if self.budget is not None and is_paid(unit):
+                self._held.append((op, unit))  # admitted (or not) by _release, in arrival order
+                continue
+            self._submit(op, unit)
+        self._release()
+
+    def _submit(self, op: Operation, unit: WorkUnit) -> None:
+        task = asyncio.ensure_future(self.ctx.dispatcher.submit(unit, partial(op.execute, self.ctx)))
+        self._tasks[task] = op
+
+    def _release(self) -> None:
+        """Dispatch the held paid units the budget admits now; the rest stay held."""
+        if self.budget is None or not self._held:
+            return
+        keep: list[tuple[Operation, WorkUnit]] = []
+        for op, unit in self._held:
+            if self.budget.admit(unit) is Admit.go:
+                self.budget.started(unit)
+                self._submit(op, unit)
+            else:
+                keep.append((op, unit))
+        self._held = keep
 
     async def _persist(self, op: Operation, result: WorkResult) -> list[WorkUnit]:
         prog = self.summary.progress.setdefault(op_key(op), OpProgress())
+        if self.budget is not None:
+            await self.budget.finished(result, self.ctx.store)
         if result.usage.cost_usd:
             self.summary.cost_usd += result.usage.cost_usd
         if result.ok:

@@ -99,10 +99,21 @@ class Label(Operation):
         if unit.payload.get("sequence"):
             changed = 0
             for page_num, lab in result.value:
-                await ctx.store.patch_page(ctx.book.id, page_num,
-                                           {"$set": {"label": lab.model_dump(mode="json")}})
+                # the page's label metrics learn what the pass decided (printed number, repaired or not)
+                await ctx.store.patch_page(ctx.book.id, page_num, {"$set": {
+                    "label": lab.model_dump(mode="json"),
+                    "metrics.label.quality.printed_page": lab.printed_page,
+                    "metrics.label.quality.printed_page_found": lab.printed_page is not None,
+                    "metrics.label.quality.sequence_fixed": lab.sequence_fixed}})
                 changed += int(lab.sequence_fixed)
-            await ctx.store.patch_book(ctx.book.id, flag_update(self.name, "done", provider="offline"))
+            metrics = OpMetrics(provider=unit.provider, seconds=result.run_s, queue_s=result.queued_s,
+                                attempts=result.attempts,
+                                quality={"pages": len(result.value), "repaired": changed,
+                                         "with_number": sum(1 for _, lab in result.value
+                                                            if lab.printed_page is not None)})
+            await ctx.store.patch_book(ctx.book.id, flag_update(
+                self.name, "done", provider="offline",
+                extra={f"metrics.{self.name}": metrics.model_dump(mode="json")}))
             ctx.event(self.name, "label.sequence", pages=len(result.value), repaired=changed)
             return []
         assert unit.page is not None
@@ -111,8 +122,11 @@ class Label(Operation):
                             queue_s=result.queued_s, attempts=result.attempts,
                             prompt_tokens=result.usage.prompt_tokens,
                             completion_tokens=result.usage.completion_tokens, cost_usd=result.usage.cost_usd,
-                            quality={"printed_page_found": label.printed_page is not None,
-                                     "content_type": label.content_type.value})
+                            quality={"printed_page": label.printed_page,
+                                     "printed_page_found": label.printed_page is not None,
+                                     "read_as": label.read_as, "sequence_fixed": False,
+                                     "content_type": label.content_type.value,
+                                     "cached": result.usage.cached})
         await ctx.store.patch_page(ctx.book.id, unit.page, {
             "$set": {"label": label.model_dump(mode="json"), "labeled": True,
                      "metrics.label": metrics.model_dump(mode="json")},
@@ -138,9 +152,9 @@ class Label(Operation):
         return labeled + int(book.flag(self.name).state.value == "done")
 
     async def reset(self, store: Store, book_id: str) -> None:
-        await store.patch_pages(book_id, {}, {"$set": {"labeled": False}, "$unset": {"label": "",
-                                                                                     "errors.label": ""}})
-        await store.patch_book(book_id, {"$unset": {"flags.label": ""}})
+        await store.patch_pages(book_id, {}, {"$set": {"labeled": False}, "$unset": {
+            "label": "", "errors.label": "", "metrics.label": ""}})
+        await store.patch_book(book_id, {"$unset": {"flags.label": "", "metrics.label": ""}})
 
     async def results(self, ctx: OpContext) -> list[PageLabel | None]:
         return [p.label for p in await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range())]

@@ -37,10 +37,15 @@ class Metadata(BookOperation):
 
     async def store_value(self, ctx: OpContext, value: BookMetadata, metrics: OpMetrics) -> dict[str, Any]:
         await ctx.store.patch_book(ctx.book.id, {"$set": {"metadata": value.model_dump(mode="json")}})
+        wanted = ("title", "authors", "publisher", "year", "isbn")
+        metrics.quality.update({"fields_found": sum(1 for f in wanted if getattr(value, f)),
+                                "title_found": bool(value.title), "isbn_found": bool(value.isbn),
+                                "source_pages": len(value.source_pages), "method": value.method})
         return {"title": value.title, "authors": value.authors, "year": value.year}
 
     async def reset(self, store: Store, book_id: str) -> None:
-        await store.patch_book(book_id, {"$unset": {"metadata": "", "flags.metadata": ""}})
+        await store.patch_book(book_id, {"$unset": {"metadata": "", "flags.metadata": "",
+                                                    "metrics.metadata": ""}})
 
     async def results(self, ctx: OpContext) -> BookMetadata | None:
         return (await ctx.refresh_book()).metadata

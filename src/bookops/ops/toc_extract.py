@@ -74,7 +74,7 @@ class TocExtract(BookOperation):
         unresolved = sum(1 for e in entries if e.printed_page and e.scan_page is None)
         metrics.quality.update({"entries": len(entries),
                                 "without_page": sum(1 for e in entries if not e.printed_page),
-                                "unresolved": unresolved})
+                                "unresolved": unresolved, "method": method})
         return {"entries": len(entries), "unresolved": unresolved, "method": method}
 
     async def reset(self, store: Store, book_id: str) -> None:
@@ -83,7 +83,7 @@ class TocExtract(BookOperation):
             toc.entries = []
             toc.extracted_by = None
             await store.put_toc(toc)
-        await store.patch_book(book_id, {"$unset": {"flags.toc_extract": ""}})
+        await store.patch_book(book_id, {"$unset": {"flags.toc_extract": "", "metrics.toc_extract": ""}})
 
     async def results(self, ctx: OpContext) -> Toc | None:
         return await ctx.store.get_toc(ctx.book.id)

@@ -52,11 +52,13 @@ class TocFind(BookOperation):
     async def store_value(self, ctx: OpContext, value: TocLocation, metrics: OpMetrics) -> dict[str, Any]:
         await ctx.store.put_toc(Toc(id=ctx.book.id, book=ctx.book.id, found=bool(value.pages),
                                     pages=value.pages, confidence=value.confidence, found_by=value.method))
+        metrics.quality.update({"found": bool(value.pages), "toc_pages": len(value.pages),
+                                "confidence": value.confidence, "method": value.method})
         return {"pages": value.pages, "confidence": value.confidence, "method": value.method}
 
     async def reset(self, store: Store, book_id: str) -> None:
         await store.delete_toc(book_id)
-        await store.patch_book(book_id, {"$unset": {"flags.toc_find": ""}})
+        await store.patch_book(book_id, {"$unset": {"flags.toc_find": "", "metrics.toc_find": ""}})
 
     async def results(self, ctx: OpContext) -> Toc | None:
         return await ctx.store.get_toc(ctx.book.id)

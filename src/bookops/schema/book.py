@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ._base import StoredModel, utcnow
+from .page import OpMetrics
 
 
 class SourceFile(BaseModel):
@@ -68,6 +69,7 @@ class Book(StoredModel):
     flags: dict[str, OpFlag] = Field(default_factory=dict)
     ocr_providers: list[str] = Field(default_factory=list)
     stale: list[str] = Field(default_factory=list, description="ops whose results predate new inputs")
+    metrics: dict[str, OpMetrics] = Field(default_factory=dict, description="book-level ops' last run")
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
