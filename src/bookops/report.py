@@ -258,7 +258,7 @@ def table_columns(op: str, rows: list[Row]) -> list[str]:
     if any(r.get("error") for r in rows):
         cols.append("error")
     # a column empty on every row (no cost on an offline run) only takes room
-    return [c for c in cols if c in ("page", "status") or any(r.get(c) is not None for r in rows)]
+    return [c for c in cols if c not in ("seconds", "cost_usd") or any(r.get(c) is not None for r in rows)]
 
 
 def all_columns(rows: list[Row]) -> list[str]:
@@ -405,8 +405,9 @@ def _quality_line(op: str, rows: list[Row]) -> str:
     if op == "metadata":
         return f"{r.get('fields_found', '?')}/5 fields (title, authors, publisher, year, isbn)"
     if op == "toc_find":
-        return (f"found {r.get('toc_pages')} pages, confidence {r.get('confidence')}" if r.get("found")
-                else "no ToC found")
+        n = r.get("toc_pages") or 0
+        return (f"found on {n} page{'s' if n != 1 else ''}, confidence {r.get('confidence')}"
+                if r.get("found") else "no ToC found")
     if op == "toc_extract":
         return (f"{r.get('entries')} entries, {r.get('without_page')} without a page, "
                 f"{r.get('unresolved')} unresolved")

@@ -217,3 +217,35 @@ async def test_budget_admission_rules(tmp_path: Path) -> None:
                                prices={"m1": ModelPrice(input_per_mtok=1000.0, output_per_mtok=1000.0)})
     assert Budget(0.5, priced_settings).admit(_unit("metadata", 0)) is Admit.stop  # 3.62 USD estimated
     assert Budget(0.0, s).admit(_unit("label", 1)) is Admit.stop
+
+
+async def test_library_runs_share_one_dispatcher(tmp_path: Path, store: Store, srv: LlmServer,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from bookops.jobs import run_many, select_books
+    from bookops.pools import Dispatcher
+
+    s = llm_settings(tmp_path, srv)
+    for name in ("b-one", "b-two", "b-three"):
+        await blended_book(store, n=6, book_id=name)
+    made: list[Dispatcher] = []
+    real_init = Dispatcher.__init__
+
+    def counting(self: Dispatcher, *a: Any, **kw: Any) -> None:
+        made.append(self)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(Dispatcher, "__init__", counting)
+    todo = await select_books(store, "process-pages")
+    assert sorted(b.id for b in todo) == ["b-one", "b-three", "b-two"]
+    done: list[str] = []
+    results = await run_many("process-pages", store, s, todo, params={"ocr_providers": ["tesseract"]},
+                             parallel=2, on_book=lambda b, job, summ, exc: done.append(b.id))
+    assert len(made) == 1  # every job used the one dispatcher, so the openai pool was shared
+    assert sorted(done) == ["b-one", "b-three", "b-two"]
+    assert all(job is not None and job.status == JobStatus.succeeded for _b, job, _e in results)
+    assert await select_books(store, "process-pages") == []
+
+    # rerun-toc --all --stale: only the book whose ToC is stale (or failed)
+    await store.patch_book("b-two", {"$set": {"stale": ["toc_find", "toc_extract"]}})
+    assert [b.id for b in await select_books(store, "rerun-toc", stale_only=True)] == ["b-two"]
+    assert len(await select_books(store, "rerun-toc")) == 3
