@@ -65,10 +65,9 @@ class Runner:
         self._held: list[tuple[Operation, WorkUnit]] = []  # paid units waiting for the budget
         self.summary = RunSummary()
         self._seen: set[str] = set()
+        self._started: set[str] = set()  # units whose execution began (past the pool's queue)
         self._tasks: dict[asyncio.Task[WorkResult], Operation] = {}
-        self._by_name: dict[str, list[Operation]] = {}
-        for op in ops:
-            self._by_name.setdefault(op.name, []).append(op)
+        self._unit_of: dict[asyncio.Task[WorkResult], str] = {}
 
     # ------------------------------------------------------------------ public
     async def run(self) -> RunSummary:
@@ -92,6 +91,7 @@ class Runner:
                 finished, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
                     op = self._tasks.pop(task)
+                    self._unit_of.pop(task, None)
                     await self._handle(op, task.result())
         finally:
             self.summary.seconds = time.monotonic() - t0
@@ -101,21 +101,33 @@ class Runner:
         return self.summary
 
     async def drain(self, timeout_s: float) -> None:
-        """Let in-flight units finish (and keep their results); cancel what is left after the timeout."""
+        """Let running units finish (and keep their results); drop the queued ones.
+
+        Units still waiting in a pool are cancelled at once: they would start new work. What is
+        left running after the timeout is cancelled too.
+        """
         if not self._tasks:
             return
+        for task, _op in list(self._tasks.items()):
+            unit_id = self._unit_of[task]
+            if unit_id not in self._started:
+                task.cancel()
         deadline = time.monotonic() + timeout_s
         while self._tasks and time.monotonic() < deadline:
             finished, _ = await asyncio.wait(self._tasks, timeout=deadline - time.monotonic(),
                                              return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 op = self._tasks.pop(task)
+                self._unit_of.pop(task, None)
                 if not task.cancelled() and task.exception() is None:
-                    await self._persist(op, task.result())
+                    result = task.result()
+                    if result.ok:  # a failure caused by the stop itself is not the page's fault
+                        await self._persist(op, result)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._unit_of.clear()
 
     def cancel_all(self) -> None:
         for task in self._tasks:
@@ -136,8 +148,9 @@ class Runner:
         self._release()
 
     def _submit(self, op: Operation, unit: WorkUnit) -> None:
-        task = asyncio.ensure_future(self.ctx.dispatcher.submit(unit, partial(op.execute, self.ctx)))
+        task = asyncio.ensure_future(self.ctx.dispatcher.submit(unit, partial(self._execute, op)))
         self._tasks[task] = op
+        self._unit_of[task] = unit.id
 
     def _release(self) -> None:
         """Dispatch the held paid units the budget admits now; the rest stay held."""
@@ -151,6 +164,10 @@ class Runner:
             else:
                 keep.append((op, unit))
         self._held = keep
+
+    async def _execute(self, op: Operation, unit: WorkUnit) -> Any:
+        self._started.add(unit.id)
+        return await op.execute(self.ctx, unit)
 
     async def _persist(self, op: Operation, result: WorkResult) -> list[WorkUnit]:
         prog = self.summary.progress.setdefault(op_key(op), OpProgress())
