@@ -8,6 +8,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -29,6 +31,16 @@ def _init_worker() -> None:
     # flight finish and keeps them, so workers (and the tesseract they start, which inherits an
     # ignored signal) must not die of it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed with SIGKILL never shuts its pool down, and a worker never reads EOF on the
+    # call queue (each worker holds its write end too): without this it would wait forever.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="bookops-parent-watch").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:  # reparented once the parent is gone
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class CpuPool:
