@@ -40,6 +40,8 @@ class Library:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stores: dict[int, Store] = {}
+        # loop id -> [the dispatcher every concurrent arun on that loop shares, its users]
+        self._dispatchers: dict[int, list[Any]] = {}
 
     def __repr__(self) -> str:
         where = "mongodb" if self.settings.mongo_uri else str(self.settings.home)
@@ -66,6 +68,25 @@ class Library:
             yield store
         finally:
             await store.close()
+
+    @asynccontextmanager
+    async def _dispatcher(self) -> AsyncIterator[Any]:
+        """The loop's one Dispatcher: concurrent jobs share its pools, so limits stay global.
+        Closed (CPU workers, LLM client) when its last user is done."""
+        from .pools import Dispatcher
+
+        loop_id = id(asyncio.get_running_loop())
+        entry = self._dispatchers.setdefault(loop_id, [None, 0])
+        if entry[0] is None:
+            entry[0] = Dispatcher(self.settings)
+        entry[1] += 1
+        try:
+            yield entry[0]
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._dispatchers[loop_id]
+                await entry[0].aclose()
 
     async def aclose(self) -> None:
         """Close the store :meth:`astore` opened for the running loop (nothing else is kept open)."""
@@ -165,7 +186,7 @@ class Library:
         """Run a job (``process-pages``, ``rerun-toc``, ``add-ocr-source``) to its end."""
         from .jobs import run_job
 
-        async with self.session() as store:
+        async with self.session() as store, self._dispatcher() as dispatcher:
             if isinstance(book, str | Path) and await store.get_book(str(book)) is None \
                     and Path(book).exists():
                 from .ingest import add_book
@@ -174,7 +195,7 @@ class Library:
             params.setdefault("ocr_providers", self.settings.ocr_providers)
             job, _summary = await run_job(kind, store, self.settings, book, params=params,
                                           pages=list(pages) if pages is not None else None,
-                                          use_cache=use_cache)
+                                          use_cache=use_cache, dispatcher=dispatcher)
             return job
 
     def run(self, kind: str, book: str | Book, *, pages: Iterable[int] | None = None,
