@@ -175,11 +175,11 @@ async def test_every_op_alone_in_order_returns_pydantic_models(tmp_path: Path) -
         assert all(isinstance(x, BaseModel) for x in result)
 
 
-def test_ocr_alone_on_a_fresh_book_does_nothing_and_run_ops_says_why(short_pdf: Path) -> None:
+def test_an_op_run_alone_without_its_input_says_which_op_to_run_first(short_pdf: Path) -> None:
     lib = bookops.open()
     book = lib.add(short_pdf)
-    # Documented: an op does only what is runnable now; nothing is extracted, so nothing is read.
-    assert Ocr(provider="tesseract").run_sync(lib, book.id, pages=range(1, 3)) == []
+    with pytest.raises(bookops.UserError, match=r"Ocr needs extracted pages .*run Extract before it"):
+        Ocr(provider="tesseract").run_sync(lib, book.id, pages=range(1, 3))
     with pytest.raises(bookops.UserError, match=r"Ocr needs extracted pages .*run Extract before it"):
         lib.run_ops(Ocr(provider="tesseract"), book.id, pages=range(1, 3))
     with pytest.raises(bookops.UserError, match=r"TocExtract needs TocFind done"):

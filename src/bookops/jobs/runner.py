@@ -255,15 +255,19 @@ async def run_operations(ops: list[Operation], target: Any, book: str | Book, *,
                          on_progress: ProgressFn | None = None, **params: Any) -> Any:
     """Run operations on one book without a job record or lease; returns the last op's results."""
     from ..pools import Dispatcher
+    from .inputs import check_inputs
 
     settings = settings or getattr(target, "settings", None) or Settings()
     async with _target_store(target) as store:
+        the_book = await load_book(store, book)
+        page_list = sorted(set(pages)) if pages is not None else None
+        await check_inputs(store, settings, ops, the_book, page_list, params)
         disp = Dispatcher(settings)
         history = HistoryBuffer(store)
         use_cache = params.pop("use_cache", True)
         params.setdefault("ocr_providers", settings.ocr_providers)
-        ctx = OpContext(store=store, settings=settings, dispatcher=disp, book=await load_book(store, book),
-                        history=history, pages=frozenset(pages) if pages is not None else None,
+        ctx = OpContext(store=store, settings=settings, dispatcher=disp, book=the_book,
+                        history=history, pages=frozenset(page_list) if page_list is not None else None,
                         params=params, use_cache=use_cache)
         try:
             await Runner(ops, ctx, on_progress=on_progress).run()
