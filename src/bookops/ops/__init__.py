@@ -17,9 +17,9 @@ The order matters: each operation reads what the one before it stored::
 
     Extract -> Ocr(provider) -> Blend -> Label -> Metadata, TocFind -> TocExtract
 
-so ``Ocr().run(lib, book)`` on a book whose pages are not extracted yet has nothing to read and
-returns an empty list. ``lib.run_ops([Extract(), Ocr()], book, pages=...)`` runs several in order in
-one go, and raises ``UserError`` saying which operation has to run first when an input is missing.
+so ``Ocr().run(lib, book)`` on a book whose pages are not extracted yet raises ``UserError`` saying
+that Extract has to run first. ``lib.run_ops([Extract(), Ocr()], book, pages=...)`` runs several in
+order in one go, each finding its input made by the one before it.
 ``lib.run("process-pages", book)`` runs all seven as a job (recorded, resumable, one per book).
 Metadata and TocFind wait for the front pages (1..20 and 1..30) to be blended; TocExtract needs the
 pages labeled to resolve scan pages.
