@@ -18,12 +18,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import PermanentError, TransientError
 
-__all__ = ["LOW_CONF", "UPSCALE_BELOW_DPI", "UPSCALE_TO_DPI", "build_text", "ocr_image",
-           "tesseract_version"]
+__all__ = ["LOW_CONF", "UPSCALE_BELOW_DPI", "UPSCALE_TO_DPI", "build_text", "ocr_careful", "ocr_image",
+           "ocr_margin_lines", "tesseract_version"]
 
-# Images under this resolution are enlarged to it before OCR. Measured on 14 body pages of the
-# 150 dpi dev corpus (LANCZOS): CER 0.0297 as is, 0.0202 at 225 dpi, 0.0200 at 300 dpi, with
-# 225 dpi about 20 % faster than 300 (and ~35 % slower than no upscale).
+# With ``upscale=True``, images under this resolution are enlarged to it before OCR. Measured on 14
+# body pages of the 150 dpi dev corpus (LANCZOS): CER 0.0297 as is, 0.0202 at 225 dpi, 0.0200 at
+# 300 dpi, with 225 dpi about 20 % faster than 300 but ~1.5x the time of no upscale: off by default,
+# the page as it is reads well enough, and the targeted passes below spend the time where it counts.
 UPSCALE_BELOW_DPI = 225
 UPSCALE_TO_DPI = 225
 # Words under this confidence (0..100) count as "low confidence" in the quality metrics.
@@ -40,7 +41,7 @@ def tesseract_version() -> str:
 
 
 def ocr_image(image_path: str, lang: str = "eng", dpi: int | None = None, *,
-              upscale: bool = True, timeout_s: float = 0) -> dict[str, Any]:
+              upscale: bool = False, timeout_s: float = 0) -> dict[str, Any]:
     """OCR one image; word boxes are in the pixel coordinates of the file at ``image_path``.
 
     Returns ``text`` (reading order, a line per line, a blank line between blocks), ``words``,
@@ -136,9 +137,10 @@ def _prepare(img: Image.Image) -> Image.Image:
     return img
 
 
-def _run(target: Image.Image | str, lang: str, dpi: int, timeout_s: float) -> dict[str, list[Any]]:
+def _run(target: Image.Image | str, lang: str, dpi: int, timeout_s: float,
+         extra: str = "") -> dict[str, list[Any]]:
     try:
-        data = pytesseract.image_to_data(target, lang=lang, config=f"--dpi {dpi}",
+        data = pytesseract.image_to_data(target, lang=lang, config=f"--dpi {dpi} {extra}".strip(),
                                          output_type=pytesseract.Output.DICT, timeout=timeout_s)
     except pytesseract.TesseractNotFoundError as exc:
         raise PermanentError("tesseract is not installed or not on PATH") from exc
@@ -163,7 +165,7 @@ def _map_tesseract_error(exc: pytesseract.TesseractError) -> Exception:
 
 
 def _words(data: Mapping[str, list[Any]], factor: float, width: int,
-           height: int) -> list[dict[str, Any]]:
+           height: int, dx: int = 0, dy: int = 0) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, text in enumerate(data.get("text", [])):
         text = (text or "").strip()
@@ -172,8 +174,8 @@ def _words(data: Mapping[str, list[Any]], factor: float, width: int,
         conf = float(data["conf"][i])
         if conf < 0:
             continue
-        left = min(max(0, round(int(data["left"][i]) * factor)), width)
-        top = min(max(0, round(int(data["top"][i]) * factor)), height)
+        left = min(max(0, dx + round(int(data["left"][i]) * factor)), width)
+        top = min(max(0, dy + round(int(data["top"][i]) * factor)), height)
         out.append({
             "text": text,
             "conf": round(conf, 2),
@@ -188,3 +190,211 @@ def _words(data: Mapping[str, list[Any]], factor: float, width: int,
     return out
 
 
+
+
+# ---------------------------------------------------------------------------------- targeted passes
+
+# The targeted passes read small type at this resolution at least (tesseract is trained on ~300 dpi
+# text; a lone digit at 150 dpi is ~12 px tall and often dropped as noise).
+PASS_DPI = 300
+# A margin line is looked for within this share of the page height from the top and the bottom edge.
+MARGIN_SHARE = 0.25
+
+
+def ocr_margin_lines(image_path: str, lang: str = "eng", dpi: int | None = None, *,
+                     timeout_s: float = 0) -> dict[str, Any]:
+    """Re-read the outermost ink line at the head and at the foot of the page, one line each.
+
+    This is where folios sit, and where full-page OCR loses them: a lone "7" in a corner or at the
+    foot is dropped by the layout analysis, a "7 / 57" next to a rule comes out as "7157". Each line
+    is cut out on its own, cleaned against the local paper tone, enlarged to 300 dpi and read as a
+    single text line (psm 7). Returns ``words`` (page pixel coordinates) and ``bands`` (the
+    ``(top, bottom)`` rows each read covers, so callers replace what the page OCR had there).
+    """
+    from .preprocess import ink_mask, ink_rows
+
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    with _open_image(image_path) as img:
+        gray = _prepare(img).convert("L")
+        src_dpi = dpi or _file_dpi(img) or _FALLBACK_DPI
+    width, height = gray.size
+    mask = ink_mask(gray)
+    bands = ink_rows(_without_borders(mask), min_height=max(3, round(5 * src_dpi / 300)))
+    # a text line is at most ~3 lines of body type tall; a taller band is a picture or a smear
+    max_h = 0.06 * height
+    picked: list[tuple[int, int]] = []
+    for band in (bands[:1], bands[-1:]):
+        for top, bottom in band:
+            near_edge = bottom <= MARGIN_SHARE * height or top >= (1 - MARGIN_SHARE) * height
+            if near_edge and bottom - top <= max_h and (top, bottom) not in picked:
+                picked.append((top, bottom))
+    scale = max(1.0, PASS_DPI / src_dpi)
+    words: list[dict[str, Any]] = []
+    for top, bottom in picked:
+        pad = max(2, (bottom - top) // 3)
+        y0, y1 = max(0, top - pad), min(height, bottom + pad)
+        # the cleaned line (black on white), not the grey one: tesseract's global threshold would
+        # turn the paper texture of a mostly empty strip into glyphs
+        strip = mask.crop((0, y0, width, y1)).point(lambda v: 0 if v else 255)
+        strip = strip.resize((round(width * scale), round((y1 - y0) * scale)), Image.Resampling.LANCZOS)
+        data = _run(strip, lang, round(src_dpi * scale), timeout_s, "--psm 7")
+        words += _words(data, 1.0 / scale, width, height, 0, y0)
+    return {"words": words, "bands": picked, "image_width": width, "image_height": height}
+
+
+def _without_borders(mask: Image.Image) -> Image.Image:
+    """The ink mask with columns inked down most of the page (scan borders, gutter shadows) cleared:
+    they would join every row into one band."""
+    w, h = mask.size
+    cols = mask.resize((w, 1), Image.Resampling.BOX).tobytes()
+    heavy = [x for x, v in enumerate(cols) if v > 0.5 * 255]
+    if not heavy:
+        return mask
+    out = mask.copy()
+    for x in heavy:
+        out.paste(0, (x, 0, x + 1, h))
+    return out
+
+
+def ocr_careful(image_path: str, lang: str = "eng", dpi: int | None = None, *,
+                scale_to: int = 225, timeout_s: float = 0) -> dict[str, Any]:
+    """A slower, more careful read for the few pages whose layout matters (table of contents).
+
+    The page is de-skewed (a right-hand page number must stay on its title's row), leader dots are
+    painted out (tesseract reads a title followed by a leader as garbage), the page is enlarged to
+    ``scale_to`` dpi and read as one column of lines of varying size (psm 4). Then the right-hand
+    number column, when the page has one, is read again on its own (tesseract drops isolated short
+    numbers once the leaders are gone). Word boxes are in the pixels of the de-skewed page, which has
+    the size of the file; ``angle`` says by how much it was turned.
+    """
+    from .preprocess import remove_leader_dots, skew_angle
+
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    with _open_image(image_path) as img:
+        gray = _prepare(img).convert("L")
+        src_dpi = dpi or _file_dpi(img) or _FALLBACK_DPI
+    width, height = gray.size
+    angle = skew_angle(gray)
+    if angle:
+        gray = gray.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255)
+    clean = remove_leader_dots(gray, src_dpi)
+    scale = max(1.0, scale_to / src_dpi)
+    target = clean if scale == 1.0 else clean.resize((round(width * scale), round(height * scale)),
+                                                     Image.Resampling.LANCZOS)
+    data = _run(target, lang, round(src_dpi * scale), timeout_s, "--psm 4")
+    words = _words(data, 1.0 / scale, width, height)
+    if not os.environ.get("NOCOL"):
+        words = _merge_column(words, _number_column(clean, src_dpi, lang, timeout_s))
+    confs = [w["conf"] for w in words]
+    return {
+        "text": build_text(words),
+        "words": words,
+        "confidence": round(sum(confs) / len(confs) / 100.0, 4) if confs else None,
+        "image_width": width,
+        "image_height": height,
+        "engine_version": tesseract_version(),
+        "dpi": round(src_dpi * scale),
+        "scale": round(scale, 4),
+        "angle": angle,
+    }
+
+
+def _number_column(clean: Image.Image, src_dpi: int, lang: str, timeout_s: float) -> list[dict[str, Any]]:
+    """Words of the right-aligned column that most rows end in, read on its own; [] when none."""
+    from .preprocess import ink_mask, ink_rows
+
+    mask = ink_mask(clean)
+    width, height = mask.size
+    rows = ink_rows(_without_borders(mask), min_height=max(3, round(5 * src_dpi / 300)))
+    rights: list[int] = []
+    for top, bottom in rows:
+        box = mask.crop((0, top, width, bottom)).getbbox()
+        if box:
+            rights.append(box[2])
+    if len(rights) < 3:
+        return []
+    heights = sorted(b - t for t, b in rows)
+    line_h = heights[len(heights) // 2]
+    # right-aligned numbers end at the same x (within a line height); ragged text does not
+    x_r, count = max(((r, sum(1 for o in rights if abs(o - r) <= line_h)) for r in rights),
+                     key=lambda rc: (rc[1], rc[0]))
+    if count < max(3, 0.3 * len(rights)):
+        return []
+    x0, x1 = max(0, x_r - 5 * line_h), min(width, x_r + line_h)
+    scale = max(1.0, PASS_DPI / src_dpi)
+    col = mask.crop((x0, 0, x1, height)).point(lambda v: 0 if v else 255)
+    col = col.resize((round((x1 - x0) * scale), round(height * scale)), Image.Resampling.LANCZOS)
+    data = _run(col, lang, round(src_dpi * scale), timeout_s, "--psm 6")
+    out = _words(data, 1.0 / scale, width, height, x0, 0)
+    # only what lies wholly inside the column: a title cut at the column edge reads as garbage
+    return [w for w in out if w["left"] > x0 + 2 and any(c.isalnum() for c in w["text"])]
+
+
+_LOOKALIKE = str.maketrans({"l": "1", "I": "1", "i": "1", "|": "1", "!": "1", "O": "0", "o": "0",
+                            "S": "5", "B": "8", "Z": "2", "z": "2"})
+
+
+def _as_number(text: str, arabic_column: bool) -> str | None:
+    """A page reference as printed ("12", "xiv"), a likely misread of one in an arabic column
+    ("il" -> "11"), or None."""
+    from ..understand.roman import roman_value
+
+    t = text.strip(".,:;·'\"‘’()[]|")
+    if t.isdigit():
+        return t
+    if arabic_column:
+        digits = t.translate(_LOOKALIKE)
+        if digits.isdigit():
+            return digits
+    return t if roman_value(t) is not None else None
+
+
+def _merge_column(words: list[dict[str, Any]], column: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Page words with the number column's readings: a column number replaces the short page words it
+    covers when the page did not read a number there as surely, or is added where the page read
+    nothing."""
+    if not column:
+        return words
+    arabic = sum(str(c["text"]).strip(".,").isdigit() for c in column) >= 0.7 * len(column)
+    out = list(words)
+    block = max((int(w["block"]) for w in words), default=0) + 1
+    for k, c in enumerate(column):
+        number = _as_number(str(c["text"]), arabic)
+        if number is None:
+            continue
+        hit = [i for i, w in enumerate(out) if _overlap(w, c) > 0.5]
+        if any(len(str(out[i]["text"])) > 6 for i in hit):
+            continue  # it overlaps a title word: the page's reading of that row stands
+        if any(_as_number(str(out[i]["text"]), False) is not None and out[i]["conf"] >= c["conf"]
+               for i in hit):
+            continue  # the page read a number there at least as surely
+        for i in sorted(hit, reverse=True):
+            del out[i]
+        word = {**c, "text": number}
+        # join the tesseract line of its row, right after that line's last word: the text then
+        # reads "title 29", and the row's slope (used to rebuild visual rows) includes the number
+        same_row = [i for i, w in enumerate(out) if _v_overlap(w, c) > 0.5 and w["left"] < c["left"]]
+        if same_row:
+            row = out[max(same_row, key=lambda i: out[i]["left"])]
+            key = (row["block"], row["par"], row["line"])
+            at = max(i for i, w in enumerate(out) if (w["block"], w["par"], w["line"]) == key) + 1
+            out.insert(at, {**word, "block": key[0], "par": key[1], "line": key[2]})
+        else:
+            out.append({**word, "block": block, "par": 1, "line": k + 1})
+    return out
+
+
+def _v_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """Vertical overlap of two word boxes over the shorter one's height."""
+    iy = min(a["top"] + a["height"], b["top"] + b["height"]) - max(a["top"], b["top"])
+    return max(0.0, float(iy) / max(1, min(a["height"], b["height"])))
+
+
+def _overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
+    """Intersection of two word boxes over the smaller one's area."""
+    ix = min(a["left"] + a["width"], b["left"] + b["width"]) - max(a["left"], b["left"])
+    iy = min(a["top"] + a["height"], b["top"] + b["height"]) - max(a["top"], b["top"])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    small = min(a["width"] * a["height"], b["width"] * b["height"]) or 1
+    return float(ix * iy) / small
