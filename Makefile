@@ -59,3 +59,13 @@ lint: setup
 
 clean-demo:
 	rm -rf "$(DEMO_HOME)"
+
+# The long reliability runs (crash harness, provider fault storm, scale bench): about an hour on
+# 2 cores. Each writes its figures to reliability/results/<name>.json; see RELIABILITY.md.
+.PHONY: reliability
+reliability: setup
+	@rc=0; \
+	$(BIN)/python -m reliability.crash --kills 10 || rc=1; \
+	$(BIN)/python -m reliability.faults || rc=1; \
+	$(BIN)/python -m reliability.scale || rc=1; \
+	exit $$rc

@@ -1,0 +1,314 @@
+"""Crash harness: SIGKILL ``bookops job process-pages`` at chosen moments, rerun, compare.
+
+For each mode (LLM off: tesseract and the offline ops; LLM on: tesseract + vision OCR and every
+LLM op answered by the scripted loopback server) it runs the book once without interruption for
+the reference export, then on a second home runs the same job again and again, killing each run
+during a different phase (extract, OCR, blend, labels, ToC) at a random point, and finally lets a
+run finish. It checks:
+
+- every run after a kill starts (takes the dead job's lease over) and the last one succeeds;
+- the final ``bookops export BOOK --format json`` equals the uninterrupted run's;
+- no page's work is recorded done twice (one ``ocr.done`` event per page and provider);
+- LLM mode: every request the server was paid for is recorded ``ok`` in ``calls`` once, and a
+  request is asked again only when it was in flight at a kill (the cache answers the rest);
+- the killed job's CPU worker processes do not outlive it.
+
+    python -m reliability.crash --kills 10            # both modes, figures to results/crash.json
+    python -m reliability.crash --kills 2 --mode llm --book samples/sample-book.pdf
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    DEV_BOOK,
+    SAMPLE_PDF,
+    ScriptedLlm,
+    add_book,
+    call_figures,
+    cli,
+    counts,
+    env_for,
+    export,
+    kill,
+    open_home,
+    short_mode,
+    start_job,
+    write_result,
+)
+
+PHASES = ("extract", "ocr", "blend", "label", "toc")
+_POLL_S = 0.01
+_RUN_TIMEOUT_S = 900.0
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant pid of ``pid`` (Linux /proc)."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                kids = [int(x) for x in (t / "children").read_text().split()]
+            except OSError:
+                continue
+            for k in kids:
+                if k not in out:
+                    out.add(k)
+                    todo.append(k)
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().split(") ", 1)[1][0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.add(p)
+    return alive
+
+
+async def _killed_run(env: dict[str, str], book: str, phase: str, total: int, rng: random.Random,
+                      llm: ScriptedLlm | None) -> dict[str, Any]:
+    """One run of the job, killed during ``phase``; what was stored when it died."""
+    home = Path(env["BOOKOPS_HOME"])
+    store = await open_home(home)
+    try:
+        before = await counts(store, book)
+        proc, err_file = start_job(env, book)
+        t0 = time.monotonic()
+        trigger = ""
+        kids: set[int] = set()
+        key = {"extract": "extracted", "ocr": "ocr", "blend": "blended", "label": "labeled"}.get(phase)
+        server_kill = llm is not None and phase in ("ocr", "blend", "label", "toc")
+        if server_kill:
+            assert llm is not None
+            op = {"ocr": "ocr", "blend": "blend", "label": "label"}.get(phase) or rng.choice(
+                ["metadata", "toc_find", "toc_extract"])
+            n = rng.randint(1, max(1, total // 2)) if phase != "toc" else 1
+            llm.kill_on(op, n, lambda: proc.pid)
+            trigger = f"server: {n}th {op} request"
+        elif key is not None:
+            if before[key] >= total - 1:
+                k = None
+            else:
+                k = rng.randint(before[key] + 1, total - 1)
+            trigger = f"store: {key} >= {k}" if k is not None else f"{key} already done"
+        else:
+            k = None
+            trigger = "store: toc_find started"
+        while proc.poll() is None and time.monotonic() - t0 < _RUN_TIMEOUT_S:
+            kids |= _children(proc.pid)
+            if not server_kill:
+                c = await counts(store, book)
+                hit = (c[key] >= k) if key is not None and k is not None else (
+                    key is None and c.get("toc_find") not in (None, "not_started"))
+                if hit:
+                    kids |= _children(proc.pid)
+                    kill(proc)
+                    break
+            await asyncio.sleep(_POLL_S)
+        if llm is not None:
+            llm.cancel_kill()
+        if proc.poll() is None:  # timed out
+            kill(proc)
+        rc = proc.wait()
+        stderr = err_file.read_text(errors="replace")
+        t_kill = time.monotonic() - t0
+        # the job's CPU workers and tesseract children must not outlive it for long
+        deadline = time.monotonic() + 30
+        while _alive(kids) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        orphans_s = time.monotonic() - t0 - t_kill
+        after = await counts(store, book)
+        lost = 0
+        if llm is not None:
+            # requests the server answered whose answer the job never stored: paid, then lost
+            ok = {c.request_hash for c in await store.list_calls(book) if c.outcome == "ok"}
+            with llm.lock:
+                for h, n in llm.hits.items():
+                    now = n - (1 if h in ok else 0)
+                    lost += now - llm.lost.get(h, 0)
+                    llm.lost[h] = now
+        return {"phase": phase, "trigger": trigger, "landed": rc == -9, "rc": rc, "at_s": round(t_kill, 2),
+                "lost_in_flight": lost,
+                "before": short_mode(before), "after": short_mode(after),
+                "children": len(kids), "children_left": len(_alive(kids)),
+                "children_gone_s": round(orphans_s, 2),
+                "stderr": stderr.strip()[-300:] if rc not in (0, -9) else ""}
+    finally:
+        await store.close()
+
+
+async def _ocr_events(home: Path, book: str) -> dict[str, int]:
+    store = await open_home(home)
+    try:
+        events = await store.list_history(book, event="ocr.done")
+        per = Counter((e.page, e.detail.get("provider")) for e in events)
+        jobs = [j.status.value for j in await store.list_jobs(book)]
+        return {"ocr_done_events": len(events),
+                "pages_with_duplicate_ocr_done": sum(1 for n in per.values() if n > 1),
+                "jobs": dict(Counter(jobs))}
+    finally:
+        await store.close()
+
+
+async def crash_mode(workdir: Path, pdf: Path, *, llm_on: bool, kills: int, seed: int = 1,
+                     phases: tuple[str, ...] = PHASES, log: Any = print) -> dict[str, Any]:
+    """The reference run, then ``kills`` killed runs (phases in turn), then the finishing run."""
+    rng = random.Random(seed)
+    mode = "llm" if llm_on else "offline"
+    clean_home, killed_home = workdir / f"{mode}-clean", workdir / f"{mode}-killed"
+    out: dict[str, Any] = {"mode": mode, "book": pdf.name, "kills_planned": kills}
+
+    clean_llm = ScriptedLlm() if llm_on else None
+    if clean_llm:
+        clean_llm.__enter__()
+    try:
+        env = env_for(clean_home, clean_llm.server if clean_llm else None)
+        book = add_book(env, pdf)
+        t0 = time.monotonic()
+        ref = cli(env, "job", "process-pages", book, "--quiet")
+        out["reference_s"] = round(time.monotonic() - t0, 1)
+        if ref.returncode != 0:
+            raise RuntimeError(f"the uninterrupted run failed: {ref.stderr}")
+        expected = export(env, book)
+        if clean_llm:
+            store = await open_home(clean_home)
+            try:
+                out["reference_calls"] = await call_figures(store, book, clean_llm)
+            finally:
+                await store.close()
+            out["reference_calls_by_op"] = dict(clean_llm.by_op)
+    finally:
+        if clean_llm:
+            clean_llm.__exit__()
+    total = expected["page_count"]
+    log(f"[{mode}] reference run {out['reference_s']} s, {total} pages")
+
+    llm = ScriptedLlm() if llm_on else None
+    if llm:
+        llm.__enter__()
+    try:
+        env = env_for(killed_home, llm.server if llm else None)
+        assert add_book(env, pdf) == book
+        runs = []
+        for i in range(kills):
+            phase = phases[i % len(phases)]
+            r = await _killed_run(env, book, phase, total, rng, llm)
+            runs.append(r)
+            log(f"[{mode}] kill {i + 1}/{kills} {phase:8} {r['trigger']:32} landed={r['landed']} "
+                f"at {r['at_s']} s: {r['after']}" + (f" rc={r['rc']} {r['stderr']}" if r["stderr"] else ""))
+        t0 = time.monotonic()
+        final = cli(env, "job", "process-pages", book, "--quiet")
+        out["final_run_s"] = round(time.monotonic() - t0, 1)
+        out["final_rc"] = final.returncode
+        if final.returncode != 0:
+            out["final_stderr"] = final.stderr[-500:]
+        got = export(env, book)
+        out["runs"] = runs
+        out["kills_landed"] = sum(r["landed"] for r in runs)
+        out["runs_failed_otherwise"] = sum(1 for r in runs if r["rc"] not in (0, -9))
+        out["kills_by_phase"] = dict(Counter(r["phase"] for r in runs if r["landed"]))
+        out["children_left_after_kill"] = sum(r["children_left"] for r in runs)
+        out["export_equal"] = got == expected
+        if got != expected:
+            out["export_diff_keys"] = sorted(k for k in expected if expected.get(k) != got.get(k))
+            out["export_diff"] = {k: _diff(expected[k], got.get(k)) for k in out["export_diff_keys"]}
+        out.update(await _ocr_events(killed_home, book))
+        if llm:
+            store = await open_home(killed_home)
+            try:
+                out["calls"] = await call_figures(store, book, llm)
+            finally:
+                await store.close()
+            out["calls_by_op"] = dict(llm.by_op)
+            out["server_kills"] = list(llm.killed_on)
+            out["calls"]["lost_in_flight"] = sum(r["lost_in_flight"] for r in runs)
+    finally:
+        if llm:
+            llm.__exit__()
+    return out
+
+
+def _diff(want: Any, got: Any) -> Any:
+    """Where two export values differ: (scan page, expected, got) for per-page lists."""
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        return [(i + 1, str(a)[:80], str(b)[:80]) for i, (a, b) in enumerate(zip(want, got, strict=True))
+                if a != b][:10]
+    return [str(want)[:200], str(got)[:200]]
+
+
+def check(res: dict[str, Any]) -> list[str]:
+    """What did not hold, as sentences (empty: everything held)."""
+    bad = []
+    if res.get("final_rc") != 0:
+        bad.append(f"the final run exited {res.get('final_rc')}: {res.get('final_stderr')}")
+    if res.get("runs_failed_otherwise"):
+        bad.append(f"{res['runs_failed_otherwise']} runs ended with an error instead of being killed")
+    if not res.get("export_equal"):
+        bad.append(f"export differs from the uninterrupted run in {res.get('export_diff_keys')}")
+    if res.get("pages_with_duplicate_ocr_done"):
+        bad.append(f"{res['pages_with_duplicate_ocr_done']} pages were OCR'd twice")
+    if res.get("children_left_after_kill"):
+        bad.append(f"{res['children_left_after_kill']} worker processes outlived their job by 30 s")
+    calls = res.get("calls")
+    if calls:
+        if calls["ok_recorded_twice"]:
+            bad.append(f"{calls['ok_recorded_twice']} requests were paid and recorded ok twice")
+        # every paid call is either the one stored answer of its request, or was in flight when the
+        # job died (its answer lost with the process); nothing stored is ever paid for again
+        lost = sum(r.get("lost_in_flight", 0) for r in res.get("runs", []))
+        if calls["server_hits"] != calls["calls_ok"] + lost:
+            bad.append(f"server answered {calls['server_hits']} calls: {calls['calls_ok']} stored ok + "
+                       f"{lost} lost in flight at kills does not add up")
+    return bad
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kills", type=int, default=10, help="kills per mode")
+    ap.add_argument("--mode", choices=["offline", "llm", "both"], default="both")
+    ap.add_argument("--book", type=Path, default=DEV_BOOK if DEV_BOOK.exists() else SAMPLE_PDF)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    modes = [False, True] if args.mode == "both" else [args.mode == "llm"]
+    work = Path(tempfile.mkdtemp(prefix="bookops-crash-"))
+    results = []
+    try:
+        for llm_on in modes:
+            res = asyncio.run(crash_mode(work, args.book, llm_on=llm_on, kills=args.kills, seed=args.seed))
+            res["problems"] = check(res)
+            results.append(res)
+            print(f"[{res['mode']}] kills landed {res['kills_landed']}/{args.kills}, "
+                  f"final rc {res['final_rc']}, export equal: {res['export_equal']}, "
+                  f"calls: {res.get('calls')}")
+            for p in res["problems"]:
+                print(f"[{res['mode']}] DID NOT HOLD: {p}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    path = write_result("crash", {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results})
+    print(f"figures written to {path}")
+    if any(r["problems"] for r in results):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
