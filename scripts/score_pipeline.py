@@ -101,7 +101,8 @@ def main() -> int:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.home or Path(tempfile.mkdtemp(prefix="bookops-score-"))
-    cols = ("tocP_F1", "tocE_F1", "titleF1", "labels", "lab_num", "lab_nul", "title", "authors", "CER", "s/page")
+    cols = ("tocP_F1", "tocE_F1", "titleF1", "labels", "lab_num", "lab_nul", "title", "authors", "CER",
+            "s/page")
     print(f"{'book':26} " + " ".join(f"{c:>7}" for c in cols), flush=True)
     try:
         for bid, source, gt in books(args.corpus, args.real, args.only):

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 from ..pools.units import PRIORITY_BOOK, WorkResult, WorkUnit
 from ..schema import OpMetrics, Page, PageLabel
 from ..store import Store
-from ..understand.labels import fix_label_sequence, read_page_label
-from ._common import flag_update, load_page_texts, page_text
+from ..understand.labels import fix_label_sequence, read_page_label, wants_margin_pass
+from ._common import cached_margin_text, flag_update, load_page_texts, margin_text, page_pass, page_text
 from .base import OpContext, Operation
 
 SEQUENCE_UNIT = "label:sequence"
@@ -50,13 +50,15 @@ class Label(Operation):
     async def create_units(self, ctx: OpContext) -> list[WorkUnit]:
         pages = await ctx.store.list_pages(ctx.book.id, pages=ctx.page_range(),
                                            where={"blended": True, "labeled": False})
-        units = [self._page_unit(ctx, p.page_num) for p in pages if self.name not in p.errors]
+        # a page whose label failed in an earlier run is tried again (the runner never repeats a
+        # unit within one run)
+        units = [self._page_unit(ctx, p.page_num) for p in pages]
         if not units and await self._sequence_due(ctx):
             units.append(self._sequence_unit(ctx))
         return units
 
     async def units_for_page(self, ctx: OpContext, page: Page) -> list[WorkUnit]:
-        if page.blended and not page.labeled and self.name not in page.errors:
+        if page.blended and not page.labeled:
             return [self._page_unit(ctx, page.page_num)]
         return []
 
@@ -76,6 +78,12 @@ class Label(Operation):
         assert page is not None
         text = page_text(page, await ctx.store.get_ocr_results(ctx.book.id, unit.page))
         label = read_page_label(text)
+        if wants_margin_pass(text):
+            # a closer read of the head and foot lines only: cheap next to the page's OCR, and
+            # only for pages where the folio is missing or unsure
+            again = read_page_label(margin_text(text, await page_pass(ctx, "margin", page)))
+            if again.printed_page is not None:
+                label = again
         label.read_as = label.printed_page
         label.method = "offline"
         if unit.provider == "openai":
@@ -91,6 +99,8 @@ class Label(Operation):
             lab.printed_page = lab.read_as
             lab.sequence_fixed = False
         texts = await load_page_texts(ctx.store, ctx.book.id, [p.page_num for p in pages])
+        # the repair looks for folio-like tokens: those of the margin re-reads count too
+        texts = [cached_margin_text(ctx, p, t) for p, t in zip(pages, texts, strict=True)]
         fixed = fix_label_sequence(labels, texts)
         return [(p.page_num, lab) for p, lab in zip(pages, fixed, strict=True)]
 

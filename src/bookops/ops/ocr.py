@@ -62,8 +62,9 @@ class Ocr(Operation):
             payload={"ocr_provider": self.provider, "image": image.path if image else None,
                      "dpi": image.dpi if image else None,
                      "lang": str(ctx.params.get("ocr_lang") or ctx.settings.ocr_lang),
-                     # low-res pages are enlarged for tesseract: better text, ~1.5x the time
-                     "upscale": bool(ctx.params.get("ocr_upscale", True))})
+                     # opt-in: enlarging low-res pages gives slightly better text at ~1.5x the time;
+                     # Label and the ToC ops re-read closely where it matters (bench/README.md)
+                     "upscale": bool(ctx.params.get("ocr_upscale", False))})
 
     async def execute(self, ctx: OpContext, unit: WorkUnit) -> Any:
         return await self.engine(ctx, unit)

@@ -9,7 +9,7 @@ from ..schema import OpMetrics, PageLabel, Toc, TocEntry
 from ..store import Store
 from ..understand.toc_parse import parse_toc, resolve_scan_pages
 from ._book_op import BookOperation
-from ._common import load_page_texts
+from ._common import careful_texts, load_page_texts
 from .base import OpContext
 
 
@@ -44,7 +44,11 @@ class TocExtract(BookOperation):
     async def execute(self, ctx: OpContext, unit: WorkUnit) -> Any:
         toc = await ctx.store.get_toc(ctx.book.id)
         assert toc is not None
-        pages = await load_page_texts(ctx.store, ctx.book.id, toc.pages)
+        plain = await load_page_texts(ctx.store, ctx.book.id, toc.pages)
+        # the ToC pages read carefully (cached by TocFind): entries need the page-number column
+        docs = await ctx.store.list_pages(ctx.book.id, pages=toc.pages)
+        careful = await careful_texts(ctx, docs, {p.page_num: p for p in plain})
+        pages = [careful.get(p.page_num, p) for p in plain]
         entries = parse_toc(pages)
         method = "offline"
         usage: Usage | None = None

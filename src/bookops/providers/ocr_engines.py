@@ -48,7 +48,7 @@ async def tesseract_engine(ctx: OpContext, unit: WorkUnit) -> dict[str, Any]:
     # tesseract is killed at the pool's timeout, so a stuck page does not keep a CPU worker busy
     timeout_s = ctx.settings.limit_for(unit.provider).timeout_s
     fields: dict[str, Any] = await ctx.dispatcher.cpu.run(
-        partial(ocr_image, timeout_s=timeout_s, upscale=bool(unit.payload.get("upscale", True))),
+        partial(ocr_image, timeout_s=timeout_s, upscale=bool(unit.payload.get("upscale", False))),
         str(path), lang, int(dpi) if dpi else None)
     return fields
 
@@ -97,3 +97,22 @@ def get_ocr_engine(name: str) -> OcrEngine:
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"OCR provider '{name}' is not available: {exc}") from exc
     return register_ocr_engine(name, fn, pool=pool)
+
+
+# ------------------------------------------------------------------ targeted passes for the readers
+
+async def tesseract_pass(ctx: OpContext, kind: str, image: Path, dpi: int | None) -> dict[str, Any]:
+    """One of tesseract's targeted re-reads of a page image, in the CPU pool.
+
+    ``kind`` is ``"margin"`` (the outermost head and foot lines, for folios) or ``"careful"`` (the
+    slow full-page read for ToC pages); see :mod:`bookops.providers.tesseract`.
+    """
+    from .tesseract import ocr_careful, ocr_margin_lines
+
+    fn = {"margin": ocr_margin_lines, "careful": ocr_careful}.get(kind)
+    if fn is None:
+        raise ValueError(f"unknown tesseract pass {kind!r}")
+    timeout_s = ctx.settings.limit_for("tesseract").timeout_s
+    fields: dict[str, Any] = await ctx.dispatcher.cpu.run(
+        partial(fn, timeout_s=timeout_s), str(image), ctx.settings.ocr_lang, dpi)
+    return fields

@@ -154,3 +154,14 @@ def best_folio(cands: list[Folio]) -> Folio | None:
         return None
     rank = {"n_of_m": 0, "alone": 1, "left": 2, "right": 2}
     return min(readable, key=lambda c: (rank[c.pos], c.kind != "arabic", -c.conf))
+
+
+def with_margin_lines(page: PageText, words: list[Word], bands: list[tuple[int, int]]) -> PageText:
+    """The page with what a margin re-read found (see ``ocr_margin_lines``) in place of the words the
+    page OCR had in those rows; the text is left as it is."""
+    def inside(w: Word) -> bool:
+        mid = w.top + w.height / 2
+        return any(top <= mid <= bottom for top, bottom in bands)
+
+    kept = [w for w in page.words if not inside(w)]
+    return page.model_copy(update={"words": kept + [w for w in words if inside(w)]})

@@ -62,14 +62,32 @@ def _content_type(
     return ContentType.body
 
 
-def read_page_label(page: PageText) -> PageLabel:
-    """What this page prints about itself, judged from this page alone."""
-    lines = content_lines(page)
+# A folio read below this confidence (0..100) is worth a second, closer look (a margin re-read).
+SURE_FOLIO_CONF = 90.0
+
+
+def page_folio(page: PageText) -> Folio | None:
+    """The folio this page prints, judged from this page alone, or None."""
     cands = folio_candidates(page)
     if toc_page_score(page) >= 0.5:
         # on a ToC page the number closing the last line is an entry's page, not the folio
         cands = [c for c in cands if c.where == "head" or c.pos in ("alone", "n_of_m")]
-    folio = best_folio(cands)
+    return best_folio(cands)
+
+
+def wants_margin_pass(page: PageText) -> bool:
+    """No folio was read, or only an unsure one: the head and foot lines deserve a closer read.
+
+    Full-page OCR drops a lone corner or foot number as noise and garbles "7 / 57" into "7157".
+    """
+    folio = page_folio(page)
+    return folio is None or folio.conf < SURE_FOLIO_CONF
+
+
+def read_page_label(page: PageText) -> PageLabel:
+    """What this page prints about itself, judged from this page alone."""
+    lines = content_lines(page)
+    folio = page_folio(page)
     body_h = median_word_height(page.words)
     height = page.height or (max(ln.bottom for ln in lines) if lines else 0)
     headings = _heading_lines(lines, body_h, height)

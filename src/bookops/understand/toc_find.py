@@ -150,3 +150,33 @@ def _first_number(page: PageText) -> int | None:
 def _last_number(page: PageText) -> int | None:
     nums = _numbers(page)
     return nums[-1] if nums else None
+
+
+# Pages worth a careful (slow) re-read when looking for the ToC: at most this many at first.
+MAX_CANDIDATES = 6
+
+
+def toc_candidates(pages: list[PageText]) -> list[int]:
+    """Scan pages that may belong to the ToC, judged on their ordinary OCR, likeliest first.
+
+    Full-page OCR often loses the page-number column of a ToC page (leaders, a lone number at the
+    right edge), so a page is a candidate on weak evidence: a "Contents" heading, a few entry-like
+    lines, or following a page with a heading. The caller reads them carefully and runs
+    :func:`find_toc` on the result, then extends past the last page found.
+    """
+    scored: list[tuple[float, int]] = []
+    for k, p in enumerate(pages):
+        lines = content_lines(p)
+        if toc_heading(lines) is not None and not other_list_heading(lines):
+            scored.append((2.0, p.page_num))
+            if k + 1 < len(pages):
+                scored.append((1.5, pages[k + 1].page_num))
+            continue
+        score = toc_page_score(p)
+        if score >= 0.2:
+            scored.append((score, p.page_num))
+    best: dict[int, float] = {}
+    for s, n in scored:
+        best[n] = max(s, best.get(n, 0.0))
+    ranked = sorted(best, key=lambda n: (-best[n], n))
+    return sorted(ranked[:MAX_CANDIDATES])
