@@ -35,7 +35,8 @@ class BookOperation(Operation):
         return book.flag(self.name).state.value
 
     async def create_units(self, ctx: OpContext) -> list[WorkUnit]:
-        if await self._state(ctx) in ("done", "failed") or not await self.ready(ctx):
+        # a failed op is tried again by the next run (within a run the runner never repeats a unit)
+        if await self._state(ctx) == "done" or not await self.ready(ctx):
             return []
         return [WorkUnit(id=f"{self.name}:{ctx.book.id}", op=self.name, provider=self._provider(ctx),
                          book=ctx.book.id, priority=PRIORITY_BOOK)]

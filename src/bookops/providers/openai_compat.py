@@ -8,6 +8,7 @@ with the validation error at most ``MAX_REPAIRS`` times before failing as ``Inva
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import time
@@ -264,6 +265,12 @@ class LlmClient:
             await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
                               outcome=err.kind.value, attempt=attempt, latency_s=time.monotonic() - t0)
             raise err from exc
+        except asyncio.CancelledError:
+            # The pool's timeout (it starts before this request, so it fires before the client's)
+            # or a Ctrl-C ended the request: the endpoint may bill it all the same, so record it.
+            await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
+                              outcome="cancelled", attempt=attempt, latency_s=time.monotonic() - t0)
+            raise
         latency = time.monotonic() - t0
         if not completion.choices:
             await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
