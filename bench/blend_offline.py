@@ -5,9 +5,9 @@
 Each page image of ``<corpus>/dev/<id>/book.pdf`` (the embedded 150 dpi JPEG, copied out as the
 Extract op does) is read by tesseract in differently configured ways ("variants"):
 
-  a   bookops' production reading: upscaled to 225 dpi, page segmentation mode 3 (automatic)
+  a   upscaled to 225 dpi, page segmentation mode 3 (automatic): bookops with ``ocr_upscale``
   b   the same image at 225 dpi, page segmentation mode 6 (one uniform block of text)
-  c   the image as it is, 150 dpi, mode 3 (no upscale)
+  c   the image as it is, 150 dpi, mode 3: bookops' default reading (no upscale)
 
 Each pair is blended page by page exactly as the Blend op does offline
 (``providers.blend_vote``: outlier check, then the confidence-weighted word vote), and every
