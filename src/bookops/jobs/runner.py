@@ -195,8 +195,7 @@ class Runner:
     async def _handle(self, op: Operation, result: WorkResult) -> None:
         follow = await self._persist(op, result)
         self._dispatch(op, follow)
-        if not result.ok:
-            return
+        # Failures count too: a page whose OCR source failed for good may now blend without it.
         page_num = result.unit.page
         page = None
         for other in self.ops:
