@@ -128,7 +128,7 @@ def _user_text(req: RecordedRequest) -> str:
             content = m.get("content")
             if isinstance(content, str):
                 return content
-            return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
     return ""
 
 
@@ -156,8 +156,9 @@ def scripted_answer(req: RecordedRequest) -> Reply:
             ("is_chapter_start", False), ("chapter_title", None))})
     if name == "MetadataAnswer":
         hint = json.loads(m.group(1)) if (m := _HINT.search(text)) else {}
-        fields = {"title": None, "subtitle": None, "authors": [], "editors": [], "publisher": None,
-                  "year": None, "isbn": None, "lccn": None, "language": None, "source_pages": []}
+        fields: dict[str, Any] = {"title": None, "subtitle": None, "authors": [], "editors": [],
+                                  "publisher": None, "year": None, "isbn": None, "lccn": None,
+                                  "language": None, "source_pages": []}
         return Reply.json({k: hint.get(k, d) if hint.get(k) is not None else d for k, d in fields.items()})
     if name == "TocFindAnswer":
         m = _FIND_HINT.search(text)

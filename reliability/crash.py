@@ -157,7 +157,7 @@ async def _killed_run(env: dict[str, str], book: str, phase: str, total: int, rn
         await store.close()
 
 
-async def _ocr_events(home: Path, book: str) -> dict[str, int]:
+async def _ocr_events(home: Path, book: str) -> dict[str, Any]:
     store = await open_home(home)
     try:
         events = await store.list_history(book, event="ocr.done")
@@ -175,7 +175,7 @@ async def crash_mode(workdir: Path, pdf: Path, *, llm_on: bool, kills: int, seed
     """The reference run, then ``kills`` killed runs (phases in turn), then the finishing run."""
     rng = random.Random(seed)
     mode = "llm" if llm_on else "offline"
-    clean_home, killed_home = workdir / f"{mode}-clean", workdir / f"{mode}-killed"
+    clean_home = workdir / f"{mode}-clean"
     out: dict[str, Any] = {"mode": mode, "book": pdf.name, "kills_planned": kills}
 
     clean_llm = ScriptedLlm() if llm_on else None
@@ -200,21 +200,58 @@ async def crash_mode(workdir: Path, pdf: Path, *, llm_on: bool, kills: int, seed
     finally:
         if clean_llm:
             clean_llm.__exit__()
-    total = expected["page_count"]
-    log(f"[{mode}] reference run {out['reference_s']} s, {total} pages")
+    log(f"[{mode}] reference run {out['reference_s']} s, {expected['page_count']} pages")
 
+    # rounds of one kill per phase, each on a fresh home: once a round's book is finished there
+    # is nothing left to kill
+    rounds = []
+    done = 0
+    r = 0
+    while done < kills:
+        n = min(len(phases), kills - done)
+        rounds.append(await _round(workdir / f"{mode}-killed-{r}", pdf, book, expected, phases[:n],
+                                   llm_on, rng, log, f"{mode} round {r + 1}"))
+        done += n
+        r += 1
+    out["rounds"] = rounds
+    runs = [run for rd in rounds for run in rd["runs"]]
+    out["runs"] = runs
+    out["final_rc"] = next((rd["final_rc"] for rd in rounds if rd["final_rc"] != 0), 0)
+    out["final_stderr"] = " | ".join(rd.get("final_stderr", "") for rd in rounds).strip(" |")
+    out["final_run_s"] = [rd["final_run_s"] for rd in rounds]
+    out["kills_landed"] = sum(run["landed"] for run in runs)
+    out["runs_failed_otherwise"] = sum(1 for run in runs if run["rc"] not in (0, -9))
+    out["kills_by_phase"] = dict(Counter(run["phase"] for run in runs if run["landed"]))
+    out["children_left_after_kill"] = sum(run["children_left"] for run in runs)
+    out["export_equal"] = all(rd["export_equal"] for rd in rounds)
+    out["export_diff_keys"] = sorted({k for rd in rounds for k in rd.get("export_diff_keys", [])})
+    out["pages_with_duplicate_ocr_done"] = sum(rd["pages_with_duplicate_ocr_done"] for rd in rounds)
+    out["jobs"] = dict(sum((Counter(rd["jobs"]) for rd in rounds), Counter()))
+    if llm_on:
+        calls: dict[str, Any] = {}
+        for rd in rounds:
+            for k, v in rd["calls"].items():
+                calls[k] = calls.get(k, [] if isinstance(v, list) else 0) + v
+        out["calls"] = calls
+    return out
+
+
+async def _round(home: Path, pdf: Path, book: str, expected: dict[str, Any], phases: tuple[str, ...],
+                 llm_on: bool, rng: random.Random, log: Any, name: str) -> dict[str, Any]:
+    """Kill the job once per phase on a fresh home, then let it finish; compare the export."""
+    out: dict[str, Any] = {}
+    total = expected["page_count"]
     llm = ScriptedLlm() if llm_on else None
     if llm:
         llm.__enter__()
     try:
-        env = env_for(killed_home, llm.server if llm else None)
+        env = env_for(home, llm.server if llm else None)
         assert add_book(env, pdf) == book
         runs = []
-        for i in range(kills):
-            phase = phases[i % len(phases)]
+        for i, phase in enumerate(phases):
             r = await _killed_run(env, book, phase, total, rng, llm)
             runs.append(r)
-            log(f"[{mode}] kill {i + 1}/{kills} {phase:8} {r['trigger']:32} landed={r['landed']} "
+            log(f"[{name}] kill {i + 1}/{len(phases)} {phase:8} {r['trigger']:32} landed={r['landed']} "
                 f"at {r['at_s']} s: {r['after']}" + (f" rc={r['rc']} {r['stderr']}" if r["stderr"] else ""))
         t0 = time.monotonic()
         final = cli(env, "job", "process-pages", book, "--quiet")
@@ -224,27 +261,25 @@ async def crash_mode(workdir: Path, pdf: Path, *, llm_on: bool, kills: int, seed
             out["final_stderr"] = final.stderr[-500:]
         got = export(env, book)
         out["runs"] = runs
-        out["kills_landed"] = sum(r["landed"] for r in runs)
-        out["runs_failed_otherwise"] = sum(1 for r in runs if r["rc"] not in (0, -9))
-        out["kills_by_phase"] = dict(Counter(r["phase"] for r in runs if r["landed"]))
-        out["children_left_after_kill"] = sum(r["children_left"] for r in runs)
         out["export_equal"] = got == expected
         if got != expected:
             out["export_diff_keys"] = sorted(k for k in expected if expected.get(k) != got.get(k))
             out["export_diff"] = {k: _diff(expected[k], got.get(k)) for k in out["export_diff_keys"]}
-        out.update(await _ocr_events(killed_home, book))
+        out.update(await _ocr_events(home, book))
         if llm:
-            store = await open_home(killed_home)
+            store = await open_home(home)
             try:
                 out["calls"] = await call_figures(store, book, llm)
             finally:
                 await store.close()
+            out["calls"]["lost_in_flight"] = sum(r["lost_in_flight"] for r in runs)
             out["calls_by_op"] = dict(llm.by_op)
             out["server_kills"] = list(llm.killed_on)
-            out["calls"]["lost_in_flight"] = sum(r["lost_in_flight"] for r in runs)
     finally:
         if llm:
             llm.__exit__()
+    log(f"[{name}] final run rc {out['final_rc']} in {out['final_run_s']} s, "
+        f"export equal: {out['export_equal']}")
     return out
 
 
@@ -275,7 +310,7 @@ def check(res: dict[str, Any]) -> list[str]:
             bad.append(f"{calls['ok_recorded_twice']} requests were paid and recorded ok twice")
         # every paid call is either the one stored answer of its request, or was in flight when the
         # job died (its answer lost with the process); nothing stored is ever paid for again
-        lost = sum(r.get("lost_in_flight", 0) for r in res.get("runs", []))
+        lost = calls.get("lost_in_flight", 0)
         if calls["server_hits"] != calls["calls_ok"] + lost:
             bad.append(f"server answered {calls['server_hits']} calls: {calls['calls_ok']} stored ok + "
                        f"{lost} lost in flight at kills does not add up")
