@@ -73,15 +73,28 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-def _alive(pids: set[int]) -> set[int]:
+def _started(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot): with the pid, it names one process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _snapshot(pid: int) -> set[tuple[int, str]]:
+    return {(k, t) for k in _children(pid) if (t := _started(k)) is not None}
+
+
+def _alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Those still running (not zombies, and not a new process that was given a reused pid)."""
     alive = set()
-    for p in pids:
+    for pid, started in procs:
         try:
-            state = Path(f"/proc/{p}/stat").read_text().split(") ", 1)[1][0]
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
         except (OSError, IndexError):
             continue
-        if state != "Z":
-            alive.add(p)
+        if fields[0] != "Z" and fields[19] == started:
+            alive.add((pid, started))
     return alive
 
 
@@ -95,7 +108,7 @@ async def _killed_run(env: dict[str, str], book: str, phase: str, total: int, rn
         proc, err_file = start_job(env, book)
         t0 = time.monotonic()
         trigger = ""
-        kids: set[int] = set()
+        kids: set[tuple[int, str]] = set()
         key = {"extract": "extracted", "ocr": "ocr", "blend": "blended", "label": "labeled"}.get(phase)
         server_kill = llm is not None and phase in ("ocr", "blend", "label", "toc")
         if server_kill:
@@ -115,13 +128,14 @@ async def _killed_run(env: dict[str, str], book: str, phase: str, total: int, rn
             k = None
             trigger = "store: toc_find started"
         while proc.poll() is None and time.monotonic() - t0 < _RUN_TIMEOUT_S:
-            kids |= _children(proc.pid)
+            # the descendants alive now: the last look before the kill is what the kill orphans
+            kids = _snapshot(proc.pid) or kids
             if not server_kill:
                 c = await counts(store, book)
                 hit = (c[key] >= k) if key is not None and k is not None else (
                     key is None and c.get("toc_find") not in (None, "not_started"))
                 if hit:
-                    kids |= _children(proc.pid)
+                    kids = _snapshot(proc.pid) or kids
                     kill(proc)
                     break
             await asyncio.sleep(_POLL_S)

@@ -42,7 +42,9 @@ from .common import (
 )
 
 MAX_ATTEMPTS = 4  # the openai pool's default, set explicitly below
-TIMEOUT_S = 2.0  # the provider timeout; a "timeout" reply waits longer than this
+# The provider timeout; a "timeout" reply waits longer than this. Not shorter: a Label unit runs
+# a tesseract margin pass inside its LLM attempt, which on a loaded machine took over 2 s.
+TIMEOUT_S = 10.0
 STORM = range(1, 16)  # the first 15 requests: 429 with Retry-After
 SECOND_STORM = range(60, 70)
 
@@ -121,7 +123,8 @@ async def figures(home: Path, book: str, llm: ScriptedLlm, job: dict[str, Any]) 
     failed_book = {op: the_book.flag(op).error for op in ("metadata", "toc_find", "toc_extract")
                    if the_book is not None and the_book.flag(op).state.value == "failed"}
     progress = job.get("job", {}).get("progress", {})
-    failed_in_job = {k: v.get("failed", 0) for k, v in progress.items() if v.get("failed")}
+    # progress says "ocr:openai" where the page's error says "ocr_openai"
+    failed_in_job = {k.replace(":", "_"): v.get("failed", 0) for k, v in progress.items() if v.get("failed")}
     recorded = {op: sum(c.values()) for op, c in failed_pages.items()}
     for op in failed_book:
         recorded[op] = recorded.get(op, 0) + 1
@@ -223,12 +226,16 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--book", type=Path, default=SAMPLE_PDF)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--keep", action="store_true", help="keep the home (for a look at the store)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bookops-faults-"))
     try:
         res = asyncio.run(run(args.book, args.seed, work))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     res["problems"] = check(res)
     print(json.dumps(res, indent=2))
     path = write_result("faults", {"at": time.strftime("%Y-%m-%d %H:%M:%S"), **res})
