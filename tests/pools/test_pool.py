@@ -54,10 +54,16 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
         await server.close()
 
 
-def throughput_ratio(server: LimitServer) -> float:
+# Requests reach the server a few ms after the pool releases them, and more on a loaded machine.
+# At-limit tests give the server a window this much shorter than the pool's, so release-to-arrival
+# jitter is not counted against the pool; the server still enforces its window strictly.
+JITTER_S = 0.1
+
+
+def throughput_ratio(server: LimitServer, window_s: float | None = None) -> float:
     times = server.admitted_times()
     assert server.limit is not None
-    return (len(times) - 1) / (times[-1] - times[0]) / (server.limit / server.window_s)
+    return (len(times) - 1) / (times[-1] - times[0]) / (server.limit / (window_s or server.window_s))
 
 
 def assert_pauses_honoured(server: LimitServer) -> None:
@@ -75,20 +81,20 @@ def assert_pauses_honoured(server: LimitServer) -> None:
 
 
 async def test_at_the_server_limit_no_429_and_full_throughput(serve: Any) -> None:
-    server, client = await serve(limit=40, window_s=2.0)
+    server, client = await serve(limit=40, window_s=2.0 - JITTER_S)
     pool = Pool("fake", limit(rpm=40), window_s=2.0)
     results = await run_all(pool, pages(60), caller(client))
     assert all(r.ok for r in results)
     assert server.rejected == 0
     assert server.max_in_window() <= 40
-    assert throughput_ratio(server) >= 0.9
+    assert throughput_ratio(server, window_s=2.0) >= 0.9
     st = pool.status()
     assert (st.done, st.failed, st.queued, st.in_flight, st.rate_limited) == (60, 0, 0, 0, 0)
     assert st.rate_rpm == 40
 
 
 async def test_burst_goes_back_to_back_and_stays_within_every_window(serve: Any) -> None:
-    server, client = await serve(limit=40, window_s=2.0, latency_s=(0.02, 0.03))
+    server, client = await serve(limit=40, window_s=2.0 - JITTER_S, latency_s=(0.02, 0.03))
     pool = Pool("fake", limit(rpm=40, burst=6, concurrency=8), window_s=2.0)
     results = await run_all(pool, pages(56), caller(client))
     assert all(r.ok for r in results)
