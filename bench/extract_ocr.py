@@ -7,14 +7,12 @@ Runs on PDF (default: the 63-page maint-guide of the dev corpus), first N pages:
   (a') ``bookops job process-pages`` as a subprocess with a temp BOOKOPS_HOME: all seven operations,
        offline (no LLM key is passed on), so the OCR dominates
   (b)  the floor: a bare process pool, one single-threaded tesseract per core, on the page images;
-       (b1) tesseract on the image as it is, (b2) bookops' tesseract adapter (with its upscale)
+       (b1) tesseract on the image as it is (THE floor the ratios use), (b2) bookops' tesseract
+       adapter as the Ocr op runs it (no upscale), (b3) the adapter with ``upscale=True``
   (c)  ``ocrmypdf --force-ocr -j <cores> --sidecar`` when OCRmyPDF is installed
 The CER uses the corpus scorer against ``<pdf dir>/pages/NNNN.txt`` when those exist.
 
-Measured on a quiet 2-core machine, maint-guide, 63 pages of 150 dpi JPEG (s/page, CER):
-(a) 0.802, 0.0545; (a') 0.828, 0.0545; (b1) 0.529, 0.0571; (b2) 0.801, 0.0545;
-(c) 0.661, 0.0573. The pipeline adds nothing over its floor (b2); the 225 dpi upscale costs
-~1.5x the tesseract time of the page as it is (b1), for a lower CER (body pages 0.030 -> 0.020).
+Figures and how to read them: bench/README.md, "Extract and OCR".
 """
 
 from __future__ import annotations
@@ -90,6 +88,12 @@ def _adapter(path: str, dpi: int | None) -> str:
     from bookops.providers.tesseract import ocr_image
 
     return str(ocr_image(path, "eng", dpi)["text"])
+
+
+def _adapter_upscaled(path: str, dpi: int | None) -> str:
+    from bookops.providers.tesseract import ocr_image
+
+    return str(ocr_image(path, "eng", dpi, upscale=True)["text"])
 
 
 def pool_run(fn: Any, images: list[tuple[str, int | None]], workers: int) -> tuple[float, list[str]]:
@@ -185,6 +189,7 @@ def main() -> None:
     ap.add_argument("--skip-job", action="store_true", help="skip (a) and (a')")
     ap.add_argument("--skip-cli", action="store_true", help="skip (a') only")
     ap.add_argument("--skip-ocrmypdf", action="store_true")
+    ap.add_argument("--skip-upscale", action="store_true", help="skip (b3)")
     args = ap.parse_args()
 
     import pypdfium2 as pdfium
@@ -216,7 +221,10 @@ def main() -> None:
         secs, texts = pool_run(_bare_tesseract, images, args.workers)
         rows.append(("(b1) floor: bare tesseract pool", secs, cer(refs, texts)))
         secs, texts = pool_run(_adapter, images, args.workers)
-        rows.append(("(b2) floor: bare pool, bookops adapter", secs, cer(refs, texts)))
+        rows.append(("(b2) bare pool, bookops adapter", secs, cer(refs, texts)))
+        if not args.skip_upscale:
+            secs, texts = pool_run(_adapter_upscaled, images, args.workers)
+            rows.append(("(b3) bare pool, adapter upscale=True", secs, cer(refs, texts)))
 
         if args.skip_ocrmypdf:
             print("(c)  ocrmypdf skipped")
@@ -227,14 +235,15 @@ def main() -> None:
             else:
                 rows.append((f"(c)  ocrmypdf --force-ocr -j {args.workers}", got[0], cer(refs, got[1])))
 
-    floor = next(s for name, s, _ in rows if name.startswith("(b2)"))
+    floor = next(s for name, s, _ in rows if name.startswith("(b1)"))
     print(f"\n{'run':42} {'wall s':>8} {'s/page':>8} {'x floor':>8} {'CER':>7}")
     for name, secs, c in rows:
         print(f"{name:42} {secs:8.1f} {secs / n:8.3f} {secs / floor:8.2f} "
               f"{'-' if c is None else f'{c:.4f}':>7}")
     by = {name[:4].strip(): secs for name, secs, _ in rows}
-    if "(a)" in by and "(c)" in by:
-        print(f"\n(a) / (c) = {by['(a)'] / by['(c)']:.2f}")
+    for mine in ("(a)", "(a')"):
+        if mine in by and "(c)" in by:
+            print(f"{mine} / (c) = {by[mine] / by['(c)']:.2f}")
 
 
 if __name__ == "__main__":
