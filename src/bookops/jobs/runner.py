@@ -80,12 +80,15 @@ class Runner:
             self._report(op)
         for op in self.ops:
             self._dispatch(op, await op.create_units(self.ctx))
+        # A finished book: the scan above found nothing and nothing ran since, so asking every op
+        # again would only repeat it (it is most of a no-op rerun's time on a long book).
+        ran = bool(self._tasks)
         try:
             while True:
                 if not self._tasks:
                     # Nothing in flight: ask every op once more before calling it finished, so
                     # work unblocked by the last result (or left by a failure) is not missed.
-                    if not await self._rescan():
+                    if not ran or not await self._rescan():
                         break
                     continue
                 finished, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)

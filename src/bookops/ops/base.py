@@ -123,12 +123,13 @@ class Operation(ABC):
         where = self.done_where()
         if self.done_event is None or where is None:
             return 0
-        done = await ctx.store.list_pages(ctx.book.id, where=where)
+        # page numbers only: validating every done page as a Page model made a no-op rerun slow
+        done = await ctx.store.pages.find({"book": ctx.book.id, **where}, sort=[("page_num", 1)])
         if not done:
             return 0
         events = await ctx.store.list_history(ctx.book.id, event=self.done_event)
         have = {e.page for e in events if self.event_matches(e)}
-        missing = [p.page_num for p in done if p.page_num not in have]
+        missing = [d["page_num"] for d in done if d["page_num"] not in have]
         for page_num in missing:
             ctx.event(self.name, self.done_event, page=page_num, recovered=True,
                       **self.recovered_detail())
