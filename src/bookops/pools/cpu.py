@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     # Tesseract's OpenMP threads fight each other when several processes run at once: 6.2 s/page
     # with OpenMP on against 0.57 s/page for two single-threaded processes on two cores.
     os.environ["OMP_THREAD_LIMIT"] = "1"
@@ -33,7 +33,9 @@ def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A parent killed with SIGKILL never shuts its pool down, and a worker never reads EOF on the
     # call queue (each worker holds its write end too): without this it would wait forever.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+    # The parent's pid comes from the parent: a worker orphaned while it was still starting up
+    # would otherwise take its new parent (init) for its own and never leave.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="bookops-parent-watch").start()
 
 
@@ -59,7 +61,7 @@ class CpuPool:
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker)
+                initializer=_init_worker, initargs=(os.getpid(),))
         return self._executor
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
