@@ -104,6 +104,7 @@ async def counts(store: Store, book: str) -> dict[str, Any]:
     return {
         "extracted": await store.count_pages(book, {"extracted": True}),
         "ocr": await store.count_pages(book, {"ocr.tesseract.done": True}),
+        "ocr_llm": await store.count_pages(book, {"ocr.openai.done": True}),
         "blended": await store.count_pages(book, {"blended": True}),
         "labeled": await store.count_pages(book, {"labeled": True}),
         **flags,

@@ -115,7 +115,10 @@ async def _killed_run(env: dict[str, str], book: str, phase: str, total: int, rn
             assert llm is not None
             op = {"ocr": "ocr", "blend": "blend", "label": "label"}.get(phase) or rng.choice(
                 ["metadata", "toc_find", "toc_extract"])
-            n = rng.randint(1, max(1, total // 2)) if phase != "toc" else 1
+            # the n-th of the requests this op still has to make (vision OCR runs ahead of tesseract)
+            key_done = {"ocr": "ocr_llm", "blend": "blended", "label": "labeled"}.get(phase, "labeled")
+            left = total - before[key_done]
+            n = rng.randint(1, max(1, left // 2)) if phase != "toc" else 1
             llm.kill_on(op, n, lambda: proc.pid)
             trigger = f"server: {n}th {op} request"
         elif key is not None:

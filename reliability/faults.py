@@ -42,9 +42,10 @@ from .common import (
 )
 
 MAX_ATTEMPTS = 4  # the openai pool's default, set explicitly below
-# The provider timeout; a "timeout" reply waits longer than this. Not shorter: a Label unit runs
-# a tesseract margin pass inside its LLM attempt, which on a loaded machine took over 2 s.
-TIMEOUT_S = 10.0
+# The provider timeout; a "timeout" reply waits longer than this (the server caps a delay at 30 s).
+# Not shorter: Label and TocFind units run tesseract re-reads inside their LLM attempt, which on
+# a loaded machine took over 2 s (Label) and over 10 s (TocFind's careful pass of the candidates).
+TIMEOUT_S = 25.0
 STORM = range(1, 16)  # the first 15 requests: 429 with Retry-After
 SECOND_STORM = range(60, 70)
 
@@ -81,7 +82,7 @@ class FaultyAnswers:
                 return "invalid", Reply(content="invented words " * 300)
             return "invalid", Reply(content='{"te')
         if roll < 0.35:
-            return "timeout", Reply.slow(TIMEOUT_S + 3)
+            return "timeout", Reply.slow(30.0)
         return "ok", scripted_answer(req)
 
 
