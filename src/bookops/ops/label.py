@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 from ..pools.units import PRIORITY_BOOK, WorkResult, WorkUnit
 from ..schema import OpMetrics, Page, PageLabel
 from ..store import Store
+from ..understand.folio import Folio, folio_candidates
 from ..understand.labels import fix_label_sequence, read_page_label, wants_margin_pass
 from ._common import cached_margin_text, flag_update, load_page_texts, margin_text, page_pass, page_text
 from .base import OpContext, Operation
 
 SEQUENCE_UNIT = "label:sequence"
+_SEQUENCE_CHUNK = 50  # pages whose OCR words the sequence pass holds at once
 
 
 class Label(Operation):
@@ -98,10 +100,15 @@ class Label(Operation):
         for lab in labels:
             lab.printed_page = lab.read_as
             lab.sequence_fixed = False
-        texts = await load_page_texts(ctx.store, ctx.book.id, [p.page_num for p in pages])
-        # the repair looks for folio-like tokens: those of the margin re-reads count too
-        texts = [cached_margin_text(ctx, p, t) for p, t in zip(pages, texts, strict=True)]
-        fixed = fix_label_sequence(labels, texts)
+        # the repair looks for folio-like tokens: those of the margin re-reads count too. Read in
+        # chunks: every page's word boxes at once held 230 MB for a 400-page book.
+        cands: dict[int, list[Folio]] = {}
+        for i in range(0, len(pages), _SEQUENCE_CHUNK):
+            chunk = pages[i:i + _SEQUENCE_CHUNK]
+            texts = await load_page_texts(ctx.store, ctx.book.id, [p.page_num for p in chunk])
+            for p, t in zip(chunk, texts, strict=True):
+                cands[p.page_num] = folio_candidates(cached_margin_text(ctx, p, t))
+        fixed = fix_label_sequence(labels, [], candidates=cands)
         return [(p.page_num, lab) for p, lab in zip(pages, fixed, strict=True)]
 
     async def handle_result(self, ctx: OpContext, result: WorkResult) -> list[WorkUnit]:

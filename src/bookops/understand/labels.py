@@ -171,17 +171,19 @@ def _render(kind: str, value: int, like: str | None) -> str:
     return to_roman(value, upper=bool(like and like.isupper()))
 
 
-def fix_label_sequence(labels: list[PageLabel], pages: list[PageText]) -> list[PageLabel]:
+def fix_label_sequence(labels: list[PageLabel], pages: list[PageText], *,
+                       candidates: dict[int, list[Folio]] | None = None) -> list[PageLabel]:
     """Make printed numbers consistent across the book.
 
     Arabic folios keep a constant offset to the scan index and roman ones rise by one, at least
     between plates and gaps. A number that both sides of the book disagree with is repaired when
     OCR plausibly misread the expected one, and dropped otherwise (a chapter or line number). A page
-    where nothing folio-like was read stays unnumbered.
+    where nothing folio-like was read stays unnumbered. ``candidates`` (scan page -> its
+    ``folio_candidates``) may stand in for ``pages``, so a long book need not be held whole.
     """
     out = [lab.model_copy() for lab in labels]
     nums = [_num(lab.printed_page) for lab in out]
-    cands = {p.page_num: folio_candidates(p) for p in pages}
+    cands = candidates if candidates is not None else {p.page_num: folio_candidates(p) for p in pages}
     for i, lab in enumerate(out):
         before, after = _expected(nums, i, -1), _expected(nums, i, +1)
         sides = [s for s in (before, after) if s is not None]
