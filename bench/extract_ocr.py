@@ -74,6 +74,18 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
+def cpu_now() -> float:
+    """CPU seconds (user + system) of this process and of every child it has waited for.
+
+    Tesseract runs in pool workers and their children, all reaped by the time a run ends, so the
+    difference around a run is its whole CPU cost: steadier than wall time on a shared machine.
+    """
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _single_thread() -> None:
     os.environ["OMP_THREAD_LIMIT"] = "1"
 
@@ -198,52 +210,60 @@ def main() -> None:
         total = len(doc)
     n = min(args.pages or total, total)
     refs = references(args.pdf, n)
-    rows: list[tuple[str, float, float | None]] = []
+    rows: list[tuple[str, float, float | None, float]] = []  # name, wall s, CER, CPU s
     print(f"{args.pdf} : {n} pages, {args.workers} workers, tesseract single-threaded")
 
     with tempfile.TemporaryDirectory(prefix="bookops-bench-") as tmpdir:
         tmp = Path(tmpdir)
         if not args.skip_job:
+            c0 = cpu_now()
             secs, texts, pages = asyncio.run(run_library(args.pdf, n, args.workers, tmp / "home-a"))
-            rows.append(("(a)  Extract+Ocr via run_operations", secs, cer(refs, texts)))
+            rows.append(("(a)  Extract+Ocr via run_operations", secs, cer(refs, texts), cpu_now() - c0))
             ext = [p.metrics["extract"].seconds or 0 for p in pages if "extract" in p.metrics]
             ocr = [p.metrics["ocr_tesseract"].seconds or 0 for p in pages if "ocr_tesseract" in p.metrics]
             if ext and ocr:
                 print(f"     per unit: extract {sum(ext) / len(ext):.3f} s, ocr {sum(ocr) / len(ocr):.2f} s "
                       f"(run time in the pool, summed over {args.workers} workers)")
             if not args.skip_cli:
+                c0 = cpu_now()
                 secs, out, texts = run_cli(args.pdf, n, args.workers, tmp / "home-cli")
-                rows.append(("(a') bookops job process-pages (CLI)", secs, cer(refs, texts)))
+                rows.append(("(a') bookops job process-pages (CLI)", secs, cer(refs, texts), cpu_now() - c0))
                 print(f"     job status {out['job']['status']}, job time {out['seconds']} s, "
                       f"failed {out['failed']}")
 
         images = extract_images(args.pdf, n, tmp / "images")
+        c0 = cpu_now()
         secs, texts = pool_run(_bare_tesseract, images, args.workers)
-        rows.append(("(b1) floor: bare tesseract pool", secs, cer(refs, texts)))
+        rows.append(("(b1) floor: bare tesseract pool", secs, cer(refs, texts), cpu_now() - c0))
+        c0 = cpu_now()
         secs, texts = pool_run(_adapter, images, args.workers)
-        rows.append(("(b2) bare pool, bookops adapter", secs, cer(refs, texts)))
+        rows.append(("(b2) bare pool, bookops adapter", secs, cer(refs, texts), cpu_now() - c0))
         if not args.skip_upscale:
+            c0 = cpu_now()
             secs, texts = pool_run(_adapter_upscaled, images, args.workers)
-            rows.append(("(b3) bare pool, adapter upscale=True", secs, cer(refs, texts)))
+            rows.append(("(b3) bare pool, adapter upscale=True", secs, cer(refs, texts), cpu_now() - c0))
 
         if args.skip_ocrmypdf:
             print("(c)  ocrmypdf skipped")
         else:
+            c0 = cpu_now()
             got = run_ocrmypdf(args.pdf, n, args.workers, tmp)
             if got is None:
                 print("(c)  ocrmypdf is not installed (pip install ocrmypdf); skipped")
             else:
-                rows.append((f"(c)  ocrmypdf --force-ocr -j {args.workers}", got[0], cer(refs, got[1])))
+                rows.append((f"(c)  ocrmypdf --force-ocr -j {args.workers}", got[0], cer(refs, got[1]),
+                             cpu_now() - c0))
 
-    floor = next(s for name, s, _ in rows if name.startswith("(b1)"))
-    print(f"\n{'run':42} {'wall s':>8} {'s/page':>8} {'x floor':>8} {'CER':>7}")
-    for name, secs, c in rows:
-        print(f"{name:42} {secs:8.1f} {secs / n:8.3f} {secs / floor:8.2f} "
-              f"{'-' if c is None else f'{c:.4f}':>7}")
-    by = {name[:4].strip(): secs for name, secs, _ in rows}
+    floor = next(r for r in rows if r[0].startswith("(b1)"))
+    print(f"\n{'run':42} {'wall s':>8} {'s/page':>8} {'x floor':>8} {'CPU s/p':>8} {'x floor':>8} {'CER':>7}")
+    for name, secs, c, cpu in rows:
+        print(f"{name:42} {secs:8.1f} {secs / n:8.3f} {secs / floor[1]:8.2f} {cpu / n:8.3f} "
+              f"{cpu / floor[3]:8.2f} {'-' if c is None else f'{c:.4f}':>7}")
+    by = {r[0][:4].strip(): r for r in rows}
     for mine in ("(a)", "(a')"):
         if mine in by and "(c)" in by:
-            print(f"{mine} / (c) = {by[mine] / by['(c)']:.2f}")
+            wall, cpu = by[mine][1] / by["(c)"][1], by[mine][3] / by["(c)"][3]
+            print(f"{mine} / (c): wall {wall:.2f}, CPU {cpu:.2f}")
 
 
 if __name__ == "__main__":
