@@ -69,7 +69,7 @@ async def test_units_only_for_extracted_pages_not_yet_read(store: Store,
     assert [u.id for u in units] == ["ocr:scripted:b1:0001", "ocr:scripted:b1:0002"]
     assert units[0].provider == "offline" and units[0].op == "ocr"
     assert units[0].payload == {"ocr_provider": "scripted", "image": "books/b1/pages/0001.jpg",
-                                "dpi": 150, "lang": "deu", "upscale": True}
+                                "dpi": 150, "lang": "deu", "upscale": False}
     pages = {p.page_num: p for p in await store.list_pages("b1")}
     assert [u.id for u in await op.units_for_page(ctx, pages[2])] == ["ocr:scripted:b1:0002"]
     assert await op.units_for_page(ctx, pages[3]) == []  # not extracted
