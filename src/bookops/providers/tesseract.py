@@ -66,18 +66,7 @@ def ocr_image(image_path: str, lang: str = "eng", dpi: int | None = None, *,
             # a path goes to tesseract as it is: no re-encode of the page in this process
             target = image_path
         data = _run(target, lang, ocr_dpi, timeout_s)
-    words = _words(data, 1.0 / scale, width, height)
-    confs = [w["conf"] for w in words]
-    return {
-        "text": build_text(words),
-        "words": words,
-        "confidence": round(sum(confs) / len(confs) / 100.0, 4) if confs else None,
-        "image_width": width,
-        "image_height": height,
-        "engine_version": tesseract_version(),
-        "dpi": ocr_dpi,
-        "scale": round(scale, 4),
-    }
+    return _result(_words(data, 1.0 / scale, width, height), width, height, ocr_dpi, scale)
 
 
 def build_text(words: Sequence[Mapping[str, Any]]) -> str:
@@ -103,6 +92,22 @@ def build_text(words: Sequence[Mapping[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+def _result(words: list[dict[str, Any]], width: int, height: int, dpi: int | None,
+            scale: float) -> dict[str, Any]:
+    """OcrResult fields: text in reading order, words in stored-image pixels, mean confidence 0..1."""
+    confs = [w["conf"] for w in words]
+    return {
+        "text": build_text(words),
+        "words": words,
+        "confidence": round(sum(confs) / len(confs) / 100.0, 4) if confs else None,
+        "image_width": width,
+        "image_height": height,
+        "engine_version": tesseract_version(),
+        "dpi": dpi,
+        "scale": round(scale, 4),
+    }
+
 
 @contextmanager
 def _open_image(path: str) -> Iterator[Image.Image]:
@@ -320,18 +325,7 @@ def ocr_careful(image_path: str, lang: str = "eng", dpi: int | None = None, *,
     data = _run(target, lang, round(src_dpi * scale), timeout_s, "--psm 4")
     words = _words(data, 1.0 / scale, width, height)
     words = _merge_column(words, _number_column(clean, src_dpi, lang, timeout_s))
-    confs = [w["conf"] for w in words]
-    return {
-        "text": build_text(words),
-        "words": words,
-        "confidence": round(sum(confs) / len(confs) / 100.0, 4) if confs else None,
-        "image_width": width,
-        "image_height": height,
-        "engine_version": tesseract_version(),
-        "dpi": round(src_dpi * scale),
-        "scale": round(scale, 4),
-        "angle": angle,
-    }
+    return {**_result(words, width, height, round(src_dpi * scale), scale), "angle": angle}
 
 
 def _number_column(clean: Image.Image, src_dpi: int, lang: str, timeout_s: float) -> list[dict[str, Any]]:
