@@ -37,6 +37,7 @@ from .common import (
     call_figures,
     cli,
     counts,
+    descendants,
     env_for,
     export,
     kill,
@@ -51,26 +52,6 @@ _POLL_S = 0.01
 _RUN_TIMEOUT_S = 900.0
 
 
-def _children(pid: int) -> set[int]:
-    """Every descendant pid of ``pid`` (Linux /proc)."""
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                kids = [int(x) for x in (t / "children").read_text().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.add(k)
-                    todo.append(k)
-    return out
 
 
 def _started(pid: int) -> str | None:
@@ -82,7 +63,7 @@ def _started(pid: int) -> str | None:
 
 
 def _snapshot(pid: int) -> set[tuple[int, str]]:
-    return {(k, t) for k in _children(pid) if (t := _started(k)) is not None}
+    return {(k, t) for k in descendants(pid) if (t := _started(k)) is not None}
 
 
 def _alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:

@@ -26,7 +26,7 @@ from typing import Any
 import pypdfium2 as pdfium
 from PIL import Image, ImageDraw, ImageFont
 
-from .common import BOOKOPS, add_book, cli, env_for, write_result
+from .common import BOOKOPS, add_book, cli, descendants, env_for, write_result
 
 DPI = 150
 W, H = int(8.5 * DPI), int(11 * DPI)
@@ -92,25 +92,6 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _descendants(pid: int) -> set[int]:
-    out: set[int] = set()
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            tasks = list(Path(f"/proc/{p}/task").iterdir())
-        except OSError:
-            continue
-        for t in tasks:
-            try:
-                kids = [int(x) for x in (t / "children").read_text().split()]
-            except OSError:
-                continue
-            for k in kids:
-                if k not in out:
-                    out.add(k)
-                    todo.append(k)
-    return out
 
 
 def run_measured(env: dict[str, str], book: str, timeout_s: float = 7200) -> dict[str, Any]:
@@ -122,7 +103,7 @@ def run_measured(env: dict[str, str], book: str, timeout_s: float = 7200) -> dic
     samples = 0
     while proc.poll() is None and time.monotonic() - t0 < timeout_s:
         main_kb = _rss_kb(proc.pid)
-        kids = sum(_rss_kb(k) for k in _descendants(proc.pid))
+        kids = sum(_rss_kb(k) for k in descendants(proc.pid))
         peak_main = max(peak_main, main_kb)
         peak_children = max(peak_children, kids)
         peak_total = max(peak_total, main_kb + kids)
