@@ -248,6 +248,7 @@ async def call_figures(store: Store, book: str, llm: ScriptedLlm) -> dict[str, A
     """The ``calls`` collection against the server's own count."""
     calls = await store.list_calls(book)
     ok = Counter(c.request_hash for c in calls if c.outcome == "ok")
+    recorded = Counter(c.request_hash for c in calls)  # any outcome, in_flight ones left by kills too
     with llm.lock:
         hits = Counter(llm.hits)
     repeated = {h: n for h, n in hits.items() if n > 1}
@@ -256,6 +257,9 @@ async def call_figures(store: Store, book: str, llm: ScriptedLlm) -> dict[str, A
         "distinct_requests": len(hits),
         "calls_records": len(calls),
         "calls_ok": sum(ok.values()),
+        "calls_in_flight_at_kill": sum(1 for c in calls if c.outcome == "in_flight"),
+        # requests the server answered more often than `calls` has records of them: unaccounted pay
+        "hits_without_record": sum(max(0, n - recorded[h]) for h, n in hits.items()),
         "ok_recorded_twice": sum(1 for n in ok.values() if n > 1),
         "asked_again": sum(n - 1 for n in repeated.values()),
         "never_recorded_ok": sorted(set(hits) - set(ok))[:5],

@@ -304,6 +304,8 @@ def check(res: dict[str, Any]) -> list[str]:
         bad.append(f"{res['children_left_after_kill']} worker processes outlived their job by 30 s")
     calls = res.get("calls")
     if calls:
+        if calls.get("hits_without_record"):
+            bad.append(f"{calls['hits_without_record']} answered calls have no record in `calls`")
         if calls["ok_recorded_twice"]:
             bad.append(f"{calls['ok_recorded_twice']} requests were paid and recorded ok twice")
         # every paid call is either the one stored answer of its request, or was in flight when the

@@ -41,6 +41,9 @@ async def test_two_kills_with_the_llm_on_resume_to_the_same_export(tmp_path: Pat
     assert res["export_equal"] and res["final_rc"] == 0
     calls = res["calls"]
     assert calls["ok_recorded_twice"] == 0  # no stored answer was paid for again
+    # every call the server answered has its record, those in flight at a kill included
+    assert calls["hits_without_record"] == 0
+    assert calls["calls_in_flight_at_kill"] >= 1
     # every other paid call was in flight when the job died (4 LLM calls run at a time)
     assert calls["server_hits"] == calls["calls_ok"] + calls["lost_in_flight"]
     assert calls["lost_in_flight"] <= 2 * 4

@@ -56,9 +56,10 @@ def cost_of(settings: Settings, model: str, prompt_tokens: int | None, completio
 async def record_call(store: Store | None, meta: CallMeta, *, model: str, req_hash: str, outcome: str,
                       attempt: int, latency_s: float, prompt_tokens: int | None = None,
                       completion_tokens: int | None = None, cost_usd: float | None = None,
-                      response: str | None = None) -> CallRecord:
+                      response: str | None = None, call_id: str | None = None) -> CallRecord:
+    """Write one provider call; the same ``call_id`` replaces its earlier (``in_flight``) record."""
     rec = CallRecord(
-        id=uuid.uuid4().hex, book=meta.book, job=meta.job, op=meta.op, page=meta.page,
+        id=call_id or uuid.uuid4().hex, book=meta.book, job=meta.job, op=meta.op, page=meta.page,
         provider=PROVIDER, model=model, prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens, cost_usd=cost_usd, latency_s=round(latency_s, 4),
         attempts=attempt, outcome=outcome, request_hash=req_hash,

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -58,6 +59,7 @@ class _Reply(NamedTuple):
     completion_tokens: int | None
     cost_usd: float | None
     latency_s: float
+    call_id: str
 
 
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
@@ -257,24 +259,32 @@ class LlmClient:
             kwargs["response_format"] = response_format
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
+        # Recorded before it is sent: a process killed mid-request still leaves the (maybe billed)
+        # call in `calls`, so the record count never falls short of what the endpoint answered.
+        call_id = uuid.uuid4().hex
+        await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
+                          outcome="in_flight", attempt=attempt, latency_s=0.0, call_id=call_id)
         t0 = time.monotonic()
         try:
             completion = await self._client.chat.completions.create(**kwargs)
         except (openai.OpenAIError, ValidationError) as exc:
             err = map_openai_error(exc, secret=self._secret)
             await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
-                              outcome=err.kind.value, attempt=attempt, latency_s=time.monotonic() - t0)
+                              outcome=err.kind.value, attempt=attempt, latency_s=time.monotonic() - t0,
+                              call_id=call_id)
             raise err from exc
         except asyncio.CancelledError:
             # The pool's timeout (it starts before this request, so it fires before the client's)
             # or a Ctrl-C ended the request: the endpoint may bill it all the same, so record it.
             await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
-                              outcome="cancelled", attempt=attempt, latency_s=time.monotonic() - t0)
+                              outcome="cancelled", attempt=attempt, latency_s=time.monotonic() - t0,
+                              call_id=call_id)
             raise
         latency = time.monotonic() - t0
         if not completion.choices:
             await record_call(req.store, req.meta, model=req.model, req_hash=req.req_hash,
-                              outcome="invalid_output", attempt=attempt, latency_s=latency)
+                              outcome="invalid_output", attempt=attempt, latency_s=latency,
+                              call_id=call_id)
             raise InvalidOutput("the endpoint answered with no choices")
         choice = completion.choices[0]
         u = completion.usage
@@ -284,7 +294,7 @@ class LlmClient:
         if not isinstance(reported, (int, float)):
             reported = None
         cost = cost_of(self.settings, req.model, pt, ct, reported)
-        return _Reply(choice.message.content or "", choice.finish_reason, pt, ct, cost, latency)
+        return _Reply(choice.message.content or "", choice.finish_reason, pt, ct, cost, latency, call_id)
 
     async def _record(self, req: _Request, outcome: str, attempt: int, reply: _Reply, *,
                       response: str | None = None) -> None:
@@ -292,7 +302,7 @@ class LlmClient:
                           outcome=outcome,
                           attempt=attempt, latency_s=reply.latency_s, prompt_tokens=reply.prompt_tokens,
                           completion_tokens=reply.completion_tokens, cost_usd=reply.cost_usd,
-                          response=response)
+                          response=response, call_id=reply.call_id)
 
 
 def _cached_usage(model: str) -> Usage:
