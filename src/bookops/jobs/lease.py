@@ -11,6 +11,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from .._tasks import cancel_and_wait
 from ..errors import BookBusy
 from ..store import Store
 
@@ -85,13 +86,8 @@ class BookLease:
                 return
 
     async def release(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.store.release_lease(self.book_id, self.job_id)
 
     async def __aenter__(self) -> BookLease:

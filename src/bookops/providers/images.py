@@ -12,7 +12,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -102,14 +102,8 @@ def normalise_image(src_path: str, out_stem: str) -> dict[str, Any]:
     (alpha on white). A PNG or JPEG that needs no change is copied byte for byte (``.png`` /
     ``.jpg``), which keeps the scanner's pixels and costs no encode.
     """
-    try:
-        img = Image.open(src_path)
-    except FileNotFoundError as exc:
-        raise PermanentError(f"image not found: {src_path}") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PermanentError(f"not a readable image: {src_path}: {exc}") from exc
-    with img:
-        dpi = _file_dpi(img)
+    with open_image(src_path) as img:
+        dpi = file_dpi(img)
         fmt = img.format
         rotated = img.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) not in (0, 1)
         if not rotated and img.mode in ("L", "RGB") and fmt in ("PNG", "JPEG"):
@@ -148,7 +142,23 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def _file_dpi(img: Image.Image) -> int | None:
+@contextlib.contextmanager
+def open_image(path: str) -> Iterator[Image.Image]:
+    """Open an image file, closed after; a missing or unreadable file is a PermanentError."""
+    try:
+        img = Image.open(path)
+    except FileNotFoundError as exc:
+        raise PermanentError(f"image not found: {path}") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PermanentError(f"not a readable image: {path}: {exc}") from exc
+    try:
+        yield img
+    finally:
+        img.close()
+
+
+def file_dpi(img: Image.Image) -> int | None:
+    """The resolution the file declares, or None when absent or implausibly coarse."""
     dpi = img.info.get("dpi")
     try:
         value = round(float(dpi[0])) if dpi else None

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytesseract
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import PermanentError, TransientError
+from .images import file_dpi, open_image
 
 __all__ = ["LOW_CONF", "UPSCALE_BELOW_DPI", "UPSCALE_TO_DPI", "build_text", "ocr_careful", "ocr_image",
            "ocr_margin_lines", "tesseract_version"]
@@ -52,9 +52,9 @@ def ocr_image(image_path: str, lang: str = "eng", dpi: int | None = None, *,
     # OpenMP threads of parallel tesseracts fight each other (6.2 s/page against 1.1): the CPU
     # pool sets this in its workers, and a direct call (notebook, bench) gets it too
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    with _open_image(image_path) as img:
+    with open_image(image_path) as img:
         width, height = img.size
-        src_dpi = dpi or _file_dpi(img)
+        src_dpi = dpi or file_dpi(img)
         scale = 1.0
         if upscale and src_dpi is not None and src_dpi < UPSCALE_BELOW_DPI:
             scale = UPSCALE_TO_DPI / src_dpi
@@ -107,30 +107,6 @@ def _result(words: list[dict[str, Any]], width: int, height: int, dpi: int | Non
         "dpi": dpi,
         "scale": round(scale, 4),
     }
-
-
-@contextmanager
-def _open_image(path: str) -> Iterator[Image.Image]:
-    try:
-        img = Image.open(path)
-    except FileNotFoundError as exc:
-        raise PermanentError(f"page image not found: {path}") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise PermanentError(f"not a readable image: {path}: {exc}") from exc
-    try:
-        yield img
-    finally:
-        img.close()
-
-
-def _file_dpi(img: Image.Image) -> int | None:
-    dpi = img.info.get("dpi")
-    try:
-        value = round(float(dpi[0])) if dpi else None
-    except (TypeError, ValueError, IndexError):
-        return None
-    # 1 or 72 dpi is what editors write when they know nothing; no page is scanned that coarse
-    return value if value and value >= 100 else None
 
 
 def _prepare(img: Image.Image) -> Image.Image:
@@ -248,9 +224,9 @@ def ocr_margin_lines(image_path: str, lang: str = "eng", dpi: int | None = None,
     from .preprocess import ink_mask, ink_rows
 
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    with _open_image(image_path) as img:
+    with open_image(image_path) as img:
         gray = _prepare(img).convert("L")
-        src_dpi = dpi or _file_dpi(img) or _FALLBACK_DPI
+        src_dpi = dpi or file_dpi(img) or _FALLBACK_DPI
     width, height = gray.size
     mask = ink_mask(gray)
     bands = ink_rows(_without_borders(mask), min_height=max(3, round(5 * src_dpi / 300)))
@@ -311,9 +287,9 @@ def ocr_careful(image_path: str, lang: str = "eng", dpi: int | None = None, *,
     from .preprocess import remove_leader_dots, skew_angle
 
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    with _open_image(image_path) as img:
+    with open_image(image_path) as img:
         gray = _prepare(img).convert("L")
-        src_dpi = dpi or _file_dpi(img) or _FALLBACK_DPI
+        src_dpi = dpi or file_dpi(img) or _FALLBACK_DPI
     width, height = gray.size
     angle = skew_angle(gray)
     if angle:

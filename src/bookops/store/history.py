@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .._tasks import cancel_and_wait
 from ..schema import HistoryEvent
 from .store import Store
 
@@ -54,11 +55,6 @@ class HistoryBuffer:
     async def aclose(self) -> None:
         self._closed = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.flush()
