@@ -1,6 +1,7 @@
 """Seconds per page of Extract + OCR, against a bare tesseract pool and OCRmyPDF, with the CER.
 
-    .venv/bin/python bench/extract_ocr.py [PDF] [--pages N] [--workers N] [--skip-job] [--skip-ocrmypdf]
+    .venv/bin/python bench/extract_ocr.py [PDF] [--pages N] [--workers N] [--rounds N]
+        [--skip-job] [--skip-ocrmypdf]
 
 Runs on PDF (default: the 63-page maint-guide of the dev corpus), first N pages:
   (a)  Extract + Ocr(tesseract) through the runner (``run_operations``), embedded store in a temp home
@@ -10,6 +11,9 @@ Runs on PDF (default: the 63-page maint-guide of the dev corpus), first N pages:
        (b1) tesseract on the image as it is (THE floor the ratios use), (b2) bookops' tesseract
        adapter as the Ocr op runs it (no upscale), (b3) the adapter with ``upscale=True``
   (c)  ``ocrmypdf --force-ocr -j <cores> --sidecar`` when OCRmyPDF is installed
+With ``--rounds N`` every run is made N times, interleaved, and the ratios are medians of each
+round's ratio to that round's floor: on a shared machine the speed drifts by 10-20 % between
+minutes, which a single run cannot tell from an effect.
 The CER uses the corpus scorer against ``<pdf dir>/pages/NNNN.txt`` when those exist.
 
 Figures and how to read them: bench/README.md, "Extract and OCR".
@@ -193,11 +197,19 @@ def run_ocrmypdf(pdf: Path, n: int, workers: int, tmp: Path) -> tuple[float, lis
 
 # ---------------------------------------------------------------------------------------- main
 
+def median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    mid = len(ys) // 2
+    return ys[mid] if len(ys) % 2 else (ys[mid - 1] + ys[mid]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pdf", nargs="?", type=Path, default=DEFAULT_PDF)
     ap.add_argument("--pages", type=int, default=None, help="first N pages only (default: all)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run everything this many times, interleaved; medians are reported")
     ap.add_argument("--skip-job", action="store_true", help="skip (a) and (a')")
     ap.add_argument("--skip-cli", action="store_true", help="skip (a') only")
     ap.add_argument("--skip-ocrmypdf", action="store_true")
@@ -210,59 +222,85 @@ def main() -> None:
         total = len(doc)
     n = min(args.pages or total, total)
     refs = references(args.pdf, n)
-    rows: list[tuple[str, float, float | None, float]] = []  # name, wall s, CER, CPU s
-    print(f"{args.pdf} : {n} pages, {args.workers} workers, tesseract single-threaded")
+    print(f"{args.pdf} : {n} pages, {args.workers} workers, tesseract single-threaded, "
+          f"{args.rounds} round(s)")
+    if args.skip_ocrmypdf:
+        print("(c)  ocrmypdf skipped")
+
+    # name -> one (wall s, CPU s) per round; name -> CER (the same every round)
+    times: dict[str, list[tuple[float, float]]] = {}
+    cers: dict[str, float | None] = {}
+
+    def record(name: str, c0: float, secs: float, texts: list[str] | None) -> None:
+        times.setdefault(name, []).append((secs, cpu_now() - c0))
+        if name not in cers:
+            cers[name] = cer(refs, texts)
+        print(f"  {name:42} {secs:7.1f} s wall", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bookops-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        if not args.skip_job:
-            c0 = cpu_now()
-            secs, texts, pages = asyncio.run(run_library(args.pdf, n, args.workers, tmp / "home-a"))
-            rows.append(("(a)  Extract+Ocr via run_operations", secs, cer(refs, texts), cpu_now() - c0))
-            ext = [p.metrics["extract"].seconds or 0 for p in pages if "extract" in p.metrics]
-            ocr = [p.metrics["ocr_tesseract"].seconds or 0 for p in pages if "ocr_tesseract" in p.metrics]
-            if ext and ocr:
-                print(f"     per unit: extract {sum(ext) / len(ext):.3f} s, ocr {sum(ocr) / len(ocr):.2f} s "
-                      f"(run time in the pool, summed over {args.workers} workers)")
-            if not args.skip_cli:
-                c0 = cpu_now()
-                secs, out, texts = run_cli(args.pdf, n, args.workers, tmp / "home-cli")
-                rows.append(("(a') bookops job process-pages (CLI)", secs, cer(refs, texts), cpu_now() - c0))
-                print(f"     job status {out['job']['status']}, job time {out['seconds']} s, "
-                      f"failed {out['failed']}")
-
         images = extract_images(args.pdf, n, tmp / "images")
-        c0 = cpu_now()
-        secs, texts = pool_run(_bare_tesseract, images, args.workers)
-        rows.append(("(b1) floor: bare tesseract pool", secs, cer(refs, texts), cpu_now() - c0))
-        c0 = cpu_now()
-        secs, texts = pool_run(_adapter, images, args.workers)
-        rows.append(("(b2) bare pool, bookops adapter", secs, cer(refs, texts), cpu_now() - c0))
-        if not args.skip_upscale:
+        for rnd in range(args.rounds):
+            print(f"round {rnd + 1}/{args.rounds}")
+            if not args.skip_job:
+                c0 = cpu_now()
+                secs, texts, pages = asyncio.run(run_library(args.pdf, n, args.workers, tmp / f"home-a{rnd}"))
+                record("(a)  Extract+Ocr via run_operations", c0, secs, texts)
+                ext = [p.metrics["extract"].seconds or 0 for p in pages if "extract" in p.metrics]
+                ocr = [p.metrics["ocr_tesseract"].seconds or 0 for p in pages if "ocr_tesseract" in p.metrics]
+                if ext and ocr and rnd == 0:
+                    print(f"     per unit: extract {sum(ext) / len(ext):.3f} s, "
+                          f"ocr {sum(ocr) / len(ocr):.2f} s (from submission to the CPU pool to the answer)")
+                if not args.skip_cli:
+                    c0 = cpu_now()
+                    secs, out, texts = run_cli(args.pdf, n, args.workers, tmp / f"home-cli{rnd}")
+                    record("(a') bookops job process-pages (CLI)", c0, secs, texts)
+                    if rnd == 0:
+                        print(f"     job status {out['job']['status']}, job time {out['seconds']} s, "
+                              f"failed {out['failed']}")
             c0 = cpu_now()
-            secs, texts = pool_run(_adapter_upscaled, images, args.workers)
-            rows.append(("(b3) bare pool, adapter upscale=True", secs, cer(refs, texts), cpu_now() - c0))
-
-        if args.skip_ocrmypdf:
-            print("(c)  ocrmypdf skipped")
-        else:
+            secs, texts = pool_run(_bare_tesseract, images, args.workers)
+            record("(b1) floor: bare tesseract pool", c0, secs, texts)
             c0 = cpu_now()
-            got = run_ocrmypdf(args.pdf, n, args.workers, tmp)
-            if got is None:
-                print("(c)  ocrmypdf is not installed (pip install ocrmypdf); skipped")
-            else:
-                rows.append((f"(c)  ocrmypdf --force-ocr -j {args.workers}", got[0], cer(refs, got[1]),
-                             cpu_now() - c0))
+            secs, texts = pool_run(_adapter, images, args.workers)
+            record("(b2) bare pool, bookops adapter", c0, secs, texts)
+            if not args.skip_upscale:
+                c0 = cpu_now()
+                secs, texts = pool_run(_adapter_upscaled, images, args.workers)
+                record("(b3) bare pool, adapter upscale=True", c0, secs, texts)
+            if not args.skip_ocrmypdf:
+                c0 = cpu_now()
+                got = run_ocrmypdf(args.pdf, n, args.workers, tmp)
+                if got is None:
+                    if rnd == 0:
+                        print("(c)  ocrmypdf is not installed (pip install ocrmypdf); skipped")
+                else:
+                    record(f"(c)  ocrmypdf --force-ocr -j {args.workers}", c0, got[0], got[1])
 
-    floor = next(r for r in rows if r[0].startswith("(b1)"))
-    print(f"\n{'run':42} {'wall s':>8} {'s/page':>8} {'x floor':>8} {'CPU s/p':>8} {'x floor':>8} {'CER':>7}")
-    for name, secs, c, cpu in rows:
-        print(f"{name:42} {secs:8.1f} {secs / n:8.3f} {secs / floor[1]:8.2f} {cpu / n:8.3f} "
-              f"{cpu / floor[3]:8.2f} {'-' if c is None else f'{c:.4f}':>7}")
-    by = {r[0][:4].strip(): r for r in rows}
+    floor = next(k for k in times if k.startswith("(b1)"))
+
+    def ratio(name: str, which: int) -> float:
+        """Median over rounds of this run against the same round's floor (drift cancels out)."""
+        return median([t[which] / f[which] for t, f in zip(times[name], times[floor], strict=True)])
+
+    print(f"\n{'run':42} {'wall s/p':>8} {'x floor':>8} {'CPU s/p':>8} {'x floor':>8} {'CER':>7}"
+          f"   (medians of {args.rounds} round(s))")
+    for name, runs in times.items():
+        c = cers[name]
+        print(f"{name:42} {median([w for w, _ in runs]) / n:8.3f} {ratio(name, 0):8.2f} "
+              f"{median([u for _, u in runs]) / n:8.3f} {ratio(name, 1):8.2f} "
+              f"{'-' if c is None else f'{c:.4f}':>7}")
+    if args.rounds > 1:
+        print("\nx floor (wall) per round:")
+        for name in times:
+            per = [t[0] / f[0] for t, f in zip(times[name], times[floor], strict=True)]
+            print(f"  {name:42} " + " ".join(f"{r:5.2f}" for r in per))
+    by = {k[:4].strip(): k for k in times}
+    ocrmypdf = by.get("(c)")
     for mine in ("(a)", "(a')"):
-        if mine in by and "(c)" in by:
-            wall, cpu = by[mine][1] / by["(c)"][1], by[mine][3] / by["(c)"][3]
+        if mine in by and ocrmypdf is not None:
+            wall = median([t[0] / o[0] for t, o in zip(times[by[mine]], times[ocrmypdf], strict=True)])
+            cpu = median([t[1] / o[1] for t, o in zip(times[by[mine]], times[ocrmypdf], strict=True)])
             print(f"{mine} / (c): wall {wall:.2f}, CPU {cpu:.2f}")
 
 

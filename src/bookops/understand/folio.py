@@ -70,12 +70,17 @@ def _is_junk(w: Word) -> bool:
 
 
 def content_lines(page: PageText) -> list[Line]:
+    """The page's visual lines without junk words; made once per page (callers only read them)."""
+    cached = page._lines
+    if cached is not None and cached[0] is page.words:
+        return list(cached[1])
     lines = []
     for line in visual_lines(page.words):
         ws = [w for w in line.words if not _is_junk(w)]
         if ws:
             lines.append(Line(words=ws))
-    return lines
+    page._lines = (page.words, lines)
+    return list(lines)
 
 
 def median_word_height(words: list[Word]) -> float:

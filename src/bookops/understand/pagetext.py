@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, PrivateAttr
 
 from bookops.schema import Word
 
@@ -18,6 +21,9 @@ class PageText(BaseModel):
     words: list[Word] = Field(default_factory=list)
     width: int = 0
     height: int = 0
+    # (the words list they were made from, the content lines): every heuristic starts from the
+    # page's visual lines, and one label or ToC decision asks for them several times
+    _lines: tuple[list[Word], Any] | None = PrivateAttr(default=None)
 
 
 @dataclass
@@ -128,19 +134,23 @@ def visual_lines(words: Sequence[Word], tolerance: float = 0.6) -> list[Line]:
         return (w.top + w.height) - slope * (w.left + w.width / 2)
 
     ws = sorted((w for w in words if w.text.strip()), key=lambda w: (base(w), w.left))
-    rows: list[tuple[float, Line]] = []
+    # each row keeps its baseline, its words and their heights in order (its median height is
+    # asked for every word that might join it: sorting it anew each time made a dense page slow)
+    rows: list[tuple[float, Line, list[int]]] = []
     for w in ws:
         y = base(w)
         for idx in range(len(rows) - 1, max(-1, len(rows) - 4), -1):
-            ry, row = rows[idx]
-            if abs(y - ry) <= tolerance * max(row.height, 1) and w.height < 3 * max(row.height, 1):
+            ry, row, heights = rows[idx]
+            row_h = max(heights[len(heights) // 2], 1)
+            if abs(y - ry) <= tolerance * row_h and w.height < 3 * row_h:
                 row.words.append(w)
+                bisect.insort(heights, w.height)
                 n = len(row.words)
-                rows[idx] = ((ry * (n - 1) + y) / n, row)
+                rows[idx] = ((ry * (n - 1) + y) / n, row, heights)
                 break
         else:
-            rows.append((y, Line(words=[w])))
-    lines = [row for _, row in rows]
+            rows.append((y, Line(words=[w]), [w.height]))
+    lines = [row for _, row, _ in rows]
     for line in lines:
         line.words.sort(key=lambda w: w.left)
     lines.sort(key=lambda ln: ln.bottom - slope * (ln.left + ln.right) / 2)
