@@ -8,6 +8,7 @@ Extract op does) is read by tesseract in differently configured ways ("variants"
   a   upscaled to 225 dpi, page segmentation mode 3 (automatic): bookops with ``ocr_upscale``
   b   the same image at 225 dpi, page segmentation mode 6 (one uniform block of text)
   c   the image as it is, 150 dpi, mode 3: bookops' default reading (no upscale)
+  d   upscaled to 300 dpi, mode 3 (the same layout analysis as a, at another scale)
 
 Each pair is blended page by page exactly as the Blend op does offline
 (``providers.blend_vote``: outlier check, then the confidence-weighted word vote), and every
@@ -43,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 BOOKS = ("sbcl-internals", "maint-guide", "around-the-bend")
 # variant -> (target dpi or None for the image as it is, tesseract page segmentation mode)
-VARIANTS: dict[str, tuple[int | None, int]] = {"a": (225, 3), "b": (225, 6), "c": (None, 3)}
+VARIANTS: dict[str, tuple[int | None, int]] = {"a": (225, 3), "b": (225, 6), "c": (None, 3),
+                                               "d": (300, 3)}
 
 
 def scorer() -> ModuleType:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, ClassVar
 
 from bookops.errors import PermanentError
-from bookops.ops.base import Operation, OpContext
+from bookops.ops.base import OpContext, Operation
 from bookops.pools.units import PRIORITY_BOOK, WorkResult, WorkUnit
 from bookops.schema import Book, Page, PageSource, SourceFile
 from bookops.store import Store

@@ -68,3 +68,19 @@ def test_find_toc_ignores_index() -> None:
     idx = page(90, row(200, (190, "Index"), h=30),
                *[row(260 + 26 * i, (190, f"term{i}, {i + 3}, {i + 40}")) for i in range(30)])
     assert find_toc([idx])[0] == []
+
+
+def test_prose_page_is_told_from_a_toc_page_that_lost_its_numbers() -> None:
+    from bookops.understand.toc_find import looks_like_prose
+
+    prose = page(7, *body(200, 20))
+    assert looks_like_prose(prose)
+    # the same page count of short title lines, numbers lost by the OCR: still a ToC candidate
+    titles = page(5, *[row(200 + 26 * i, (190, f"Chapter {i} title")) for i in range(20)])
+    assert not looks_like_prose(titles)
+    # long lines that end in page numbers are entries with long titles, not prose
+    long_entries = page(6, *[row(200 + 26 * i, (190, "a rather long chapter title that runs on"),
+                                 (1100, str(10 + i))) for i in range(20)])
+    assert not looks_like_prose(long_entries)
+    # too few lines to judge
+    assert not looks_like_prose(page(8, *body(200, 5)))

@@ -64,10 +64,10 @@ async def _missing(store: Store, settings: Settings, op: Operation, dep: str, bo
         return None if state == "done" else f"{_op_label(dep)} done (its state is {state})"
     if pages is not None and op.level == "page":
         where["page_num"] = {"$in": pages}
-        scope = f"pages {_span(pages)}"
+        scope = f"pages {_span(pages)} have none"
     else:
-        scope = "the book"
-    return None if await store.count_pages(book.id, where) else f"{what} ({scope} have none)"
+        scope = "the book has none"
+    return None if await store.count_pages(book.id, where) else f"{what} ({scope})"
 
 
 def _span(pages: list[int]) -> str:

@@ -10,7 +10,7 @@ from ..pools.units import WorkUnit
 from ..schema import OpMetrics, Toc
 from ..store import Store
 from ..understand.pagetext import PageText
-from ..understand.toc_find import find_toc, toc_candidates
+from ..understand.toc_find import find_toc, looks_like_prose, toc_candidates
 from ._book_op import BookOperation
 from ._common import careful_texts, front_pages_blended, load_page_texts
 from .base import OpContext
@@ -60,7 +60,7 @@ class TocFind(BookOperation):
         docs = {p.page_num: p for p in await ctx.store.list_pages(ctx.book.id, pages=nums)}
         plain = {p.page_num: p for p in pages}
         careful: dict[int, PageText] = {}
-        todo = toc_candidates(pages)
+        todo = [k for k in toc_candidates(pages) if not looks_like_prose(plain[k])]
         found: list[int] = []
         confidence = 0.9
         for _ in range(MAX_EXTRA_PAGES + 1):
@@ -69,6 +69,8 @@ class TocFind(BookOperation):
             found, confidence = find_toc(merged)
             nxt = found[-1] + 1 if found else None
             if nxt is None or nxt not in plain or nxt in careful:
+                return merged, found, confidence
+            if looks_like_prose(plain[nxt]):
                 return merged, found, confidence
             todo = [nxt]
         return [careful.get(p.page_num, p) for p in pages], found, confidence

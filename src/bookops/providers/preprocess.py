@@ -66,15 +66,23 @@ def skew_angle(img: Image.Image, max_deg: float = 2.0, step: float = 0.1) -> flo
     small = ImageOps.invert(img.convert("L"))
     scale = 600 / max(small.size)
     small = small.resize((max(1, round(small.width * scale)), max(1, round(small.height * scale))))
-    best, best_angle = -1.0, 0.0
-    for k in range(-round(max_deg / step), round(max_deg / step) + 1):
-        angle = k * step
-        rot = small.rotate(angle, resample=Image.Resampling.BILINEAR)
+
+    def sharpness(k: int) -> float:
+        rot = small.rotate(k * step, resample=Image.Resampling.BILINEAR)
         prof = list(rot.resize((1, rot.height), Image.Resampling.BOX).tobytes())
-        v = float(sum((b - a) ** 2 for a, b in zip(prof, prof[1:], strict=False)))
-        if v > best:
-            best, best_angle = v, angle
-    return best_angle
+        return float(sum((b - a) ** 2 for a, b in zip(prof, prof[1:], strict=False)))
+
+    # coarse steps first, then every step around the best: the row profile's sharpness rises
+    # smoothly towards the true angle, and 17 rotations cost less than half of the 41 of a full scan
+    limit, coarse = round(max_deg / step), 5
+    steps = range(-limit, limit + 1)
+    scores = {k: sharpness(k) for k in steps if k % coarse == 0}
+    top = max(scores, key=lambda k: (scores[k], -k))
+    for k in range(max(-limit, top - coarse + 1), min(limit, top + coarse - 1) + 1):
+        if k not in scores:
+            scores[k] = sharpness(k)
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best * step
 
 
 _Blob = tuple[float, float, int, int, int, int]  # cx, cy, x0, y0, x1, y1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr
