@@ -131,6 +131,20 @@ def test_vote_is_no_worse_than_the_better_reading() -> None:
     assert 0 < voted.agreement < 1
 
 
+def test_vote_keeps_a_span_two_readings_cut_into_words_differently() -> None:
+    # both readings hold every character of the path; they split it at different places
+    base = Reading("a", "see debian/patches/install. patch here", confs=[95, 70, 95, 95])
+    other = Reading("b", "see debian/ patches/install.patch here", confs=[95, 90, 60, 95])
+    voted = vote([base, other])
+    assert "".join(voted.text.split()[1:-1]) == "debian/patches/install.patch"
+    # a real word-for-word misreading is still voted word by word
+    a = Reading("a", "the quick brown fox", confs=[95, 40, 95, 95])
+    b = Reading("b", "the qu1ck brown fox", confs=[90, 30, 90, 90])
+    c = Reading("c", "the quick brcwn fox", confs=[90, 90, 20, 90])
+    assert vote([b, c]).text == "the quick brown fox"
+    assert vote([a, b]).text == "the quick brown fox"
+
+
 def test_outlier_check_drops_a_far_longer_source() -> None:
     a = Reading("tesseract", "Contents\n1. Loomings 1\n2. The Carpet-Bag 7")
     b = Reading("openai", a.text.replace(" 1", " " + "." * 80 + " 1").replace(" 7", " " + "." * 80 + " 7"))

@@ -4,8 +4,9 @@ Every reading is aligned word by word against a base reading (the one with the m
 summed over its words) with difflib; at each base word, and in each gap between base words, the
 candidates are voted on, weighted by word confidence, and a weakly backed candidate never
 overrules the base. Words the readings put in different orders (two-column pages, captions) are
-kept once, in the base's order; a longer passage read differently is taken from one reading or
-the other as a whole. The base reading's line breaks are kept.
+kept once, in the base's order; a longer passage read differently, or the same characters cut into
+words at other places, is taken from one reading or the other as a whole. The base reading's line
+breaks are kept.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ MOVE_MIN_WORDS = 3
 # a longer one is text one reading has and the other lacks, voted on word by word.
 SPLIT_MAX_WORDS = 3
 MOVE_RATIO = 0.6
+# Spans this similar once their spaces are gone are one text cut into words differently.
+SPLIT_SAME = 0.8
 
 
 @dataclass
@@ -154,8 +157,8 @@ def vote(readings: list[Reading]) -> VoteResult:
                 continue
             for k in range(i1, i2):
                 agreed[k] = False
-            if tag == "replace" and i2 - i1 == j2 - j1:  # a word-for-word misreading
-                for k in range(i2 - i1):
+            if tag == "replace" and i2 - i1 == j2 - j1 and not _split_elsewhere(bwords[i1:i2], owords[j1:j2]):
+                for k in range(i2 - i1):  # a word-for-word misreading
                     slots[i1 + k].add(owords[j1 + k], oweights[j1 + k])
             elif tag == "replace" and max(i2 - i1, j2 - j1) <= SPLIT_MAX_WORDS:
                 # split or merged words: the other's span competes with the base span as a whole
@@ -186,6 +189,17 @@ def vote(readings: list[Reading]) -> VoteResult:
                 for k in gone:  # words only the base has
                     slots[k].add("", _mean(oweights) if oweights else DEFAULT_WEIGHT)
     return VoteResult(_assemble(btoks, bweights, slots, gaps), _agreement(agreed), base.source)
+
+
+def _split_elsewhere(bspan: list[str], ospan: list[str]) -> bool:
+    """The same characters cut into words at other places ("debian/patches/install. patch" against
+    "debian/ patches/install.patch"): pairing word with word would keep half of each."""
+    if len(bspan) < 2:
+        return False
+    joined = difflib.SequenceMatcher(None, "".join(bspan), "".join(ospan), autojunk=False).ratio()
+    worst = min(difflib.SequenceMatcher(None, b, o, autojunk=False).ratio()
+                for b, o in zip(bspan, ospan, strict=True))
+    return joined >= SPLIT_SAME and worst < SPLIT_SAME / 2
 
 
 def _take(spare: Counter[str], word: str) -> bool:
