@@ -45,11 +45,15 @@ class ModelPrice(BaseModel):
 
 
 def _default_limits() -> dict[str, RateLimit]:
-    cores = os.cpu_count() or 1
+    # Local work runs in the CPU pool (one process per core). Twice as many units in flight as
+    # cores keeps one waiting at each worker: a worker that finishes a page starts the next at
+    # once instead of idling while the result goes through the event loop and the store and the
+    # next unit comes back (measured on 63 pages: Extract+Ocr 2-6 % faster than one per core).
+    local = 2 * (os.cpu_count() or 1)
     return {
-        "tesseract": RateLimit(concurrency=cores, rpm=None, max_attempts=2, timeout_s=300),
-        "cpu": RateLimit(concurrency=cores, rpm=None, max_attempts=2, timeout_s=300),
-        "offline": RateLimit(concurrency=cores, rpm=None, max_attempts=1, timeout_s=300),
+        "tesseract": RateLimit(concurrency=local, rpm=None, max_attempts=2, timeout_s=300),
+        "cpu": RateLimit(concurrency=local, rpm=None, max_attempts=2, timeout_s=300),
+        "offline": RateLimit(concurrency=local, rpm=None, max_attempts=1, timeout_s=300),
         "openai": RateLimit(concurrency=4, rpm=60, burst=1, max_attempts=4, timeout_s=120),
     }
 
