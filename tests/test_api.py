@@ -7,7 +7,6 @@ import io
 import re
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from pydantic import BaseModel
 from rich.console import Console
@@ -18,23 +17,12 @@ from bookops.ops import Blend, Extract, Label, Metadata, Ocr, TocExtract, TocFin
 from bookops.schema import Blend as BlendResult
 from bookops.schema import Book, BookMetadata, ImageInfo, JobStatus, OcrResult, PageLabel, Toc, TocEntry
 
-from .conftest import SAMPLE_PDF
-
-
-def _cut(pages: int, out: Path) -> Path:
-    """The first ``pages`` pages of the sample book (title, copyright, ToC...) as a new PDF."""
-    src = pdfium.PdfDocument(str(SAMPLE_PDF))
-    new = pdfium.PdfDocument.new()
-    new.import_pages(src, list(range(pages)))
-    new.save(str(out))
-    new.close()
-    src.close()
-    return out
+from .conftest import sample_pdf
 
 
 @pytest.fixture(scope="module")
 def short_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _cut(3, tmp_path_factory.mktemp("pdf") / "short-sample.pdf")
+    return sample_pdf(tmp_path_factory.mktemp("pdf") / "short-sample.pdf", range(1, 4))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +105,7 @@ async def test_two_libraries_on_different_homes_never_share_books(tmp_path: Path
     assert [x.id for x in await a.abooks()] == [book.id] and await b.abooks() == []
     await a.aclose()
     await b.aclose()
-    other = await b.aadd(_cut(2, tmp_path / "two.pdf"))
+    other = await b.aadd(sample_pdf(tmp_path / "two.pdf", range(1, 3)))
     assert {x.id for x in a.books()} == {book.id}
     assert {x.id for x in b.books()} == {other.id}
 
@@ -149,7 +137,7 @@ async def test_arun_in_a_running_loop(processed: tuple[bookops.Library, str]) ->
 
 async def test_every_op_alone_in_order_returns_pydantic_models(tmp_path: Path) -> None:
     lib = bookops.open()
-    book = await lib.aadd(_cut(2, tmp_path / "two-pages.pdf"))  # title and copyright page
+    book = await lib.aadd(sample_pdf(tmp_path / "two-pages.pdf", range(1, 3)))  # title and copyright page
 
     images = await Extract().run(lib, book.id)
     assert len(images) == 2 and all(isinstance(i, ImageInfo) for i in images)

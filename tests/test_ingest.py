@@ -8,7 +8,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -17,20 +16,7 @@ from bookops.ingest import add_book, check_book_id, natural_key, slugify
 from bookops.schema import Page
 from bookops.settings import Settings
 from bookops.store import Store
-from tests.conftest import SAMPLE_PDF
-
-
-def make_pdf(path: Path, pages: list[int]) -> Path:
-    """A PDF of the given 0-based pages of the sample book."""
-    src = pdfium.PdfDocument(str(SAMPLE_PDF))
-    dst = pdfium.PdfDocument.new()
-    try:
-        dst.import_pages(src, pages)
-        dst.save(str(path))
-    finally:
-        dst.close()
-        src.close()
-    return path
+from tests.conftest import SAMPLE_PDF, sample_pdf
 
 
 def make_image_folder(folder: Path, names: list[str]) -> Path:
@@ -103,8 +89,8 @@ async def test_same_content_again_returns_same_id_and_writes_nothing(
 
 
 async def test_several_pdfs_keep_the_order_given(store: Store, settings: Settings, tmp_path: Path) -> None:
-    vol1 = make_pdf(tmp_path / "vol 1.pdf", [0, 1, 2])
-    vol2 = make_pdf(tmp_path / "vol 2.pdf", [5, 6])
+    vol1 = sample_pdf(tmp_path / "vol 1.pdf", [1, 2, 3])
+    vol2 = sample_pdf(tmp_path / "vol 2.pdf", [6, 7])
 
     book, _ = await add_book(store, settings, [vol1, vol2])
     assert book.name == "vol 1" and book.id.startswith("vol-1-")
@@ -145,7 +131,7 @@ async def test_given_id_is_used_and_reuse_for_other_content_is_refused(
     again, created = await add_book(store, settings, [SAMPLE_PDF], book_id="my-book")
     assert again.id == "my-book" and not created
 
-    other = make_pdf(tmp_path / "other.pdf", [0])
+    other = sample_pdf(tmp_path / "other.pdf", [1])
     with pytest.raises(UserError, match="already used"):
         await add_book(store, settings, [other], book_id="my-book")
     with pytest.raises(UserError, match="not valid"):

@@ -11,29 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from reliability.crash import check, crash_mode
 
-from tests.conftest import SAMPLE_PDF
+from tests.conftest import SAMPLE_PDF, sample_pdf
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.skipif(not SAMPLE_PDF.exists(), reason="no sample book")]
 
 
-def _first_pages(src: Path, dst: Path, n: int) -> Path:
-    pdf = pdfium.PdfDocument.new()
-    full = pdfium.PdfDocument(src)
-    try:
-        pdf.import_pages(full, list(range(n)))
-        pdf.save(dst)
-    finally:
-        full.close()
-        pdf.close()
-    return dst
-
-
 async def test_two_kills_with_the_llm_on_resume_to_the_same_export(tmp_path: Path) -> None:
-    book = _first_pages(SAMPLE_PDF, tmp_path / "six pages.pdf", 6)
+    book = sample_pdf(tmp_path / "six pages.pdf", range(1, 7))
     res = await crash_mode(tmp_path, book, llm_on=True, kills=2, phases=("ocr", "label"),
                            log=lambda *_: None)
     assert res["kills_landed"] == 2, res["runs"]

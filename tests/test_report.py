@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 from typer.testing import CliRunner
 
@@ -17,24 +16,14 @@ from bookops.jobs import run_job
 from bookops.report import book_summary, filter_rows, page_rows, sort_rows
 from bookops.settings import Settings
 from bookops.store import Store
-from tests.conftest import SAMPLE_PDF
+from tests.conftest import sample_pdf
 from tests.jobs.test_budget import blended_book
 
 METRIC_FIELDS = ("provider", "seconds", "queue_s", "attempts", "cost_usd", "quality")
 
 
-def cut(src: Path, out: Path, n: int) -> Path:
-    pdf = pdfium.PdfDocument(str(src))
-    new = pdfium.PdfDocument.new()
-    new.import_pages(pdf, list(range(n)))
-    new.save(str(out))
-    new.close()
-    pdf.close()
-    return out
-
-
 async def test_every_operation_writes_metrics(tmp_path: Path, store: Store, settings: Settings) -> None:
-    pdf = cut(SAMPLE_PDF, tmp_path / "front.pdf", 4)  # title, copyright, the two ToC pages
+    pdf = sample_pdf(tmp_path / "front.pdf", range(1, 5))  # title, copyright, the two ToC pages
     book, _ = await add_book(store, settings, [pdf])
     job, _ = await run_job("process-pages", store, settings, book,
                            params={"ocr_providers": ["tesseract"], "ocr_upscale": False})

@@ -24,7 +24,8 @@ from bookops.settings import RateLimit, Settings, redact_uri
 from bookops.store import Store
 from bookops.store._mongo import MongoBackend
 from bookops.store._sqlite import SqliteBackend
-from tests.jobs.test_multi_ocr import COPYRIGHT, Model, cli, make_pdf
+from tests.conftest import sample_pdf
+from tests.jobs.test_multi_ocr import COPYRIGHT, Model, cli
 from tests.llm_server import LlmServer
 from tests.store._mongomock_async import AsyncMockDatabase
 
@@ -74,7 +75,7 @@ async def test_no_secret_in_store_logs_or_cli_output(backend: str, tmp_path: Pat
                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # the root logger: bookops, openai, the HTTP client, pymongo
     home = tmp_path / "home"
-    pdf = make_pdf(tmp_path / "book.pdf", (2,), blank_after=True)
+    pdf = sample_pdf(tmp_path / "book.pdf", (2,), blank_after=True)
     with LlmServer() as srv:
         # the blank page's vision request is answered with an error that quotes the key
         srv.responder = Model(home, {1: COPYRIGHT}, echo_key_on_blank=True)

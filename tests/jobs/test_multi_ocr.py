@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 from pydantic import SecretStr
@@ -38,7 +37,7 @@ from bookops.store import Store, open_store
 from bookops.store.history import HistoryBuffer
 from tests.llm_server import LlmServer, RecordedRequest, Reply
 
-from ..conftest import SAMPLE_PDF
+from ..conftest import SAMPLE_PDF, sample_pdf
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not SAMPLE_PDF.exists(), reason="no sample book")]
 
@@ -107,21 +106,6 @@ METADATA = {"title": None, "subtitle": None, "authors": [], "editors": [], "publ
 
 
 # ---------------------------------------------------------------------- the book and the model
-
-
-def make_pdf(path: Path, sample_pages: tuple[int, ...], *, blank_after: bool = False) -> Path:
-    """A PDF of some sample-book pages (their scans copied, not re-encoded), maybe a blank page after."""
-    src = pdfium.PdfDocument(SAMPLE_PDF)
-    dst = pdfium.PdfDocument.new()
-    try:
-        dst.import_pages(src, [p - 1 for p in sample_pages])
-        if blank_after:
-            dst.new_page(612, 792)  # US letter, nothing drawn: a blank leaf
-        dst.save(str(path))
-    finally:
-        dst.close()
-        src.close()
-    return path
 
 
 def _thumb(img: Image.Image) -> list[int]:
@@ -230,7 +214,7 @@ def by_job(events: list[HistoryEvent], job: str, name: str) -> list[HistoryEvent
 
 async def test_process_pages_with_tesseract_and_openai(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    pdf = make_pdf(tmp_path / "mini.pdf", SAMPLE_PAGES)
+    pdf = sample_pdf(tmp_path / "mini.pdf", SAMPLE_PAGES)
     with LlmServer() as srv:
         srv.responder = Model(home, VISION)
         settings = llm_settings(home, srv)
@@ -286,7 +270,7 @@ async def test_process_pages_with_tesseract_and_openai(tmp_path: Path) -> None:
 
 async def test_add_ocr_source_reblends_then_reruns_downstream(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    pdf = make_pdf(tmp_path / "mini.pdf", SAMPLE_PAGES)
+    pdf = sample_pdf(tmp_path / "mini.pdf", SAMPLE_PAGES)
     offline = Settings(home=home)
     store = await open_store(offline)
     try:
@@ -431,7 +415,7 @@ async def test_blend_does_not_wait_for_a_provider_that_failed_on_the_page(store:
 
 async def test_blank_page_rejected_by_the_vision_guard_is_blended_from_tesseract(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    pdf = make_pdf(tmp_path / "blank.pdf", (2,), blank_after=True)  # copyright page, then a blank leaf
+    pdf = sample_pdf(tmp_path / "blank.pdf", (2,), blank_after=True)  # copyright page, then a blank leaf
     with LlmServer() as srv:
         srv.responder = Model(home, {1: COPYRIGHT})
         settings = llm_settings(home, srv).model_copy(update={"dpi": 100})  # the blank leaf is rendered

@@ -5,28 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pypdfium2 as pdfium
 import pytest
 
 import bookops
 from bookops.schema import JobStatus
 
-from ..conftest import SAMPLE_PDF
+from ..conftest import SAMPLE_PDF, sample_pdf
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(not SAMPLE_PDF.exists(), reason="no sample book")]
 
 _TOC_KEYS = ("toc_find", "toc_extract")
-
-
-def _front(n: int, out: Path) -> Path:
-    src, dst = pdfium.PdfDocument(SAMPLE_PDF), pdfium.PdfDocument.new()
-    try:
-        dst.import_pages(src, list(range(n)))
-        dst.save(out)
-    finally:
-        dst.close()
-        src.close()
-    return out
 
 
 def _without_toc_state(book: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +36,7 @@ async def _snapshot(lib: bookops.Library, book_id: str) -> dict[str, Any]:
 
 async def test_rerun_toc_replaces_only_the_toc(tmp_path: Path) -> None:
     lib = bookops.open(tmp_path / "home")
-    book = await lib.aadd(_front(6, tmp_path / "front.pdf"))
+    book = await lib.aadd(sample_pdf(tmp_path / "front.pdf", range(1, 7)))
     first = await lib.arun("process-pages", book.id)
     assert first.status == JobStatus.succeeded, first.error
     before = await _snapshot(lib, book.id)
