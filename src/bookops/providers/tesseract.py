@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..errors import PermanentError, TransientError
 from .images import file_dpi, open_image
+from .preprocess import ink_mask, ink_rows, remove_leader_dots, skew_angle
 
 __all__ = ["LOW_CONF", "UPSCALE_BELOW_DPI", "UPSCALE_TO_DPI", "build_text", "ocr_careful", "ocr_image",
            "ocr_margin_lines", "tesseract_version"]
@@ -49,9 +50,6 @@ def ocr_image(image_path: str, lang: str = "eng", dpi: int | None = None, *,
     ``confidence`` (mean over words, 0..1, None when no word), ``image_width``/``image_height``,
     ``engine_version``, ``dpi`` (what tesseract was told) and ``scale`` (the upscale factor used).
     """
-    # OpenMP threads of parallel tesseracts fight each other (6.2 s/page against 1.1): the CPU
-    # pool sets this in its workers, and a direct call (notebook, bench) gets it too
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     with open_image(image_path) as img:
         width, height = img.size
         src_dpi = dpi or file_dpi(img)
@@ -121,6 +119,9 @@ def _prepare(img: Image.Image) -> Image.Image:
 
 def _run(target: Image.Image | str, lang: str, dpi: int, timeout_s: float,
          extra: str = "") -> dict[str, list[Any]]:
+    # OpenMP threads of parallel tesseracts fight each other (6.2 s/page against 1.1): the CPU
+    # pool sets this in its workers, and a direct call (notebook, bench) gets it here
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     if isinstance(target, Image.Image):
         with tempfile.TemporaryDirectory(prefix="bookops-tess-") as tmp:
             return _run(_save_raw(target, os.path.join(tmp, "page")), lang, dpi, timeout_s, extra)
@@ -230,15 +231,10 @@ def ocr_margin_lines(image_path: str, lang: str = "eng", dpi: int | None = None,
     single text line (psm 7). Returns ``words`` (page pixel coordinates) and ``bands`` (the
     ``(top, bottom)`` rows each read covers, so callers replace what the page OCR had there).
     """
-    from .preprocess import ink_mask, ink_rows
-
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    with open_image(image_path) as img:
-        gray = _prepare(img).convert("L")
-        src_dpi = dpi or file_dpi(img) or _FALLBACK_DPI
+    gray, src_dpi = _open_gray(image_path, dpi)
     width, height = gray.size
     mask = ink_mask(gray)
-    bands = ink_rows(_without_borders(mask), min_height=max(3, round(5 * src_dpi / 300)))
+    bands = _text_bands(mask, src_dpi)
     # a text line is at most ~3 lines of body type tall; a taller band is a picture or a smear
     max_h = 0.06 * height
     picked: list[tuple[int, int]] = []
@@ -267,6 +263,17 @@ def ocr_margin_lines(image_path: str, lang: str = "eng", dpi: int | None = None,
     return {"words": words, "bands": picked, "image_width": width, "image_height": height}
 
 
+def _open_gray(image_path: str, dpi: int | None) -> tuple[Image.Image, int]:
+    """The page in grey, and its resolution (given, else the file's, else tesseract's default)."""
+    with open_image(image_path) as img:
+        return _prepare(img).convert("L"), dpi or file_dpi(img) or _FALLBACK_DPI
+
+
+def _text_bands(mask: Image.Image, dpi: int) -> list[tuple[int, int]]:
+    """Rows of ink of the page's ``ink_mask``: text lines, rules and borders left out."""
+    return ink_rows(_without_borders(mask), min_height=max(3, round(5 * dpi / 300)))
+
+
 def _without_borders(mask: Image.Image) -> Image.Image:
     """The ink mask with columns inked down most of the page (scan borders, gutter shadows) cleared:
     they would join every row into one band."""
@@ -293,12 +300,7 @@ def ocr_careful(image_path: str, lang: str = "eng", dpi: int | None = None, *,
     (tesseract drops isolated short numbers once the leaders are gone). Word boxes are in the
     pixels of the de-skewed page, which has the size of the file; ``angle`` says how much it turned.
     """
-    from .preprocess import remove_leader_dots, skew_angle
-
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    with open_image(image_path) as img:
-        gray = _prepare(img).convert("L")
-        src_dpi = dpi or file_dpi(img) or _FALLBACK_DPI
+    gray, src_dpi = _open_gray(image_path, dpi)
     width, height = gray.size
     angle = skew_angle(gray)
     if angle:
@@ -315,11 +317,9 @@ def ocr_careful(image_path: str, lang: str = "eng", dpi: int | None = None, *,
 
 def _number_column(clean: Image.Image, src_dpi: int, lang: str, timeout_s: float) -> list[dict[str, Any]]:
     """Words of the right-aligned column that most rows end in, read on its own; [] when none."""
-    from .preprocess import ink_mask, ink_rows
-
     mask = ink_mask(clean)
     width, height = mask.size
-    rows = ink_rows(_without_borders(mask), min_height=max(3, round(5 * src_dpi / 300)))
+    rows = _text_bands(mask, src_dpi)
     rights: list[int] = []
     for top, bottom in rows:
         box = mask.crop((0, top, width, bottom)).getbbox()
