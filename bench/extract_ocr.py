@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from types import ModuleType
 from typing import Any
 
@@ -197,12 +198,6 @@ def run_ocrmypdf(pdf: Path, n: int, workers: int, tmp: Path) -> tuple[float, lis
 
 # ---------------------------------------------------------------------------------------- main
 
-def median(xs: list[float]) -> float:
-    ys = sorted(xs)
-    mid = len(ys) // 2
-    return ys[mid] if len(ys) % 2 else (ys[mid - 1] + ys[mid]) / 2
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pdf", nargs="?", type=Path, default=DEFAULT_PDF)
@@ -279,9 +274,9 @@ def main() -> None:
 
     floor = next(k for k in times if k.startswith("(b1)"))
 
-    def ratio(name: str, which: int) -> float:
-        """Median over rounds of this run against the same round's floor (drift cancels out)."""
-        return median([t[which] / f[which] for t, f in zip(times[name], times[floor], strict=True)])
+    def ratio(name: str, which: int, base: str = floor) -> float:
+        """Median over rounds of this run against the same round's ``base`` (drift cancels out)."""
+        return median([t[which] / b[which] for t, b in zip(times[name], times[base], strict=True)])
 
     print(f"\n{'run':42} {'wall s/p':>8} {'x floor':>8} {'CPU s/p':>8} {'x floor':>8} {'CER':>7}"
           f"   (medians of {args.rounds} round(s))")
@@ -299,8 +294,7 @@ def main() -> None:
     ocrmypdf = by.get("(c)")
     for mine in ("(a)", "(a')"):
         if mine in by and ocrmypdf is not None:
-            wall = median([t[0] / o[0] for t, o in zip(times[by[mine]], times[ocrmypdf], strict=True)])
-            cpu = median([t[1] / o[1] for t, o in zip(times[by[mine]], times[ocrmypdf], strict=True)])
+            wall, cpu = ratio(by[mine], 0, ocrmypdf), ratio(by[mine], 1, ocrmypdf)
             print(f"{mine} / (c): wall {wall:.2f}, CPU {cpu:.2f}")
 
 
