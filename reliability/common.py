@@ -203,6 +203,7 @@ class ScriptedLlm:
         self._kill: tuple[str, int, Callable[[], int | None]] | None = None
         self.killed_on: list[str] = []
         self.lost: dict[str, int] = {}  # request hash -> asks whose answer a kill lost (kept by crash.py)
+        self.incomplete = 0  # requests cut short by a kill while they were being sent
         self.server = LlmServer(self._respond)
 
     def __enter__(self) -> ScriptedLlm:
@@ -221,6 +222,12 @@ class ScriptedLlm:
             self._kill = None
 
     def _respond(self, req: RecordedRequest) -> Reply:
+        if not isinstance(req.body, dict):
+            # A job killed while it was still sending a request leaves a short body: an endpoint
+            # refuses what it cannot parse and bills nothing, so it is not a paid hit.
+            with self.lock:
+                self.incomplete += 1
+            return Reply.error(400, "the request body is not a complete JSON object")
         op = op_of(req)
         h = hash_of(req)
         reply = self._answer(req)
@@ -244,9 +251,13 @@ class ScriptedLlm:
         return reply
 
 
-async def call_figures(store: Store, book: str, llm: ScriptedLlm) -> dict[str, Any]:
-    """The ``calls`` collection against the server's own count."""
-    calls = await store.list_calls(book)
+async def call_figures(home: Path, book: str, llm: ScriptedLlm) -> dict[str, Any]:
+    """The ``calls`` collection of the store at ``home`` against the server's own count."""
+    store = await open_home(home)
+    try:
+        calls = await store.list_calls(book)
+    finally:
+        await store.close()
     ok = Counter(c.request_hash for c in calls if c.outcome == "ok")
     recorded = Counter(c.request_hash for c in calls)  # any outcome, in_flight ones left by kills too
     with llm.lock:
@@ -264,6 +275,7 @@ async def call_figures(store: Store, book: str, llm: ScriptedLlm) -> dict[str, A
         "asked_again": sum(n - 1 for n in repeated.values()),
         "never_recorded_ok": sorted(set(hits) - set(ok))[:5],
         "recorded_not_asked": len(set(ok) - set(hits)),
+        "incomplete_requests": llm.incomplete,
     }
 
 

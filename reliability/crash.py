@@ -189,11 +189,7 @@ async def crash_mode(workdir: Path, pdf: Path, *, llm_on: bool, kills: int, seed
             raise RuntimeError(f"the uninterrupted run failed: {ref.stderr}")
         expected = export(env, book)
         if clean_llm:
-            store = await open_home(clean_home)
-            try:
-                out["reference_calls"] = await call_figures(store, book, clean_llm)
-            finally:
-                await store.close()
+            out["reference_calls"] = await call_figures(clean_home, book, clean_llm)
             out["reference_calls_by_op"] = dict(clean_llm.by_op)
     finally:
         if clean_llm:
@@ -265,11 +261,7 @@ async def _round(home: Path, pdf: Path, book: str, expected: dict[str, Any], pha
             out["export_diff"] = {k: _diff(expected[k], got.get(k)) for k in out["export_diff_keys"]}
         out.update(await _ocr_events(home, book))
         if llm:
-            store = await open_home(home)
-            try:
-                out["calls"] = await call_figures(store, book, llm)
-            finally:
-                await store.close()
+            out["calls"] = await call_figures(home, book, llm)
             out["calls"]["lost_in_flight"] = sum(r["lost_in_flight"] for r in runs)
             out["calls_by_op"] = dict(llm.by_op)
             out["server_kills"] = list(llm.killed_on)
