@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from ..pools.units import PRIORITY_BOOK, WorkResult, WorkUnit
 from ..schema import OpMetrics, Page, PageLabel
 from ..store import Store
-from ..understand.folio import Folio, folio_candidates
+from ..understand.folio import folio_tokens
 from ..understand.labels import fix_label_sequence, read_page_label, wants_margin_pass
 from ._common import cached_margin_text, flag_update, load_page_texts, margin_text, page_pass, page_text
 from .base import OpContext, Operation
@@ -80,10 +80,12 @@ class Label(Operation):
         assert page is not None
         text = page_text(page, await ctx.store.get_ocr_results(ctx.book.id, unit.page))
         label = read_page_label(text)
+        margins = text
         if wants_margin_pass(text):
             # a closer read of the head and foot lines only: cheap next to the page's OCR, and
             # only for pages where the folio is missing or unsure
-            again = read_page_label(margin_text(text, await page_pass(ctx, "margin", page)))
+            margins = margin_text(text, await page_pass(ctx, "margin", page))
+            again = read_page_label(margins)
             if again.printed_page is not None:
                 label = again
         label.read_as = label.printed_page
@@ -91,7 +93,10 @@ class Label(Operation):
         if unit.provider == "openai":
             from .label_llm import llm_label
 
-            return await llm_label(ctx, unit, text, label)
+            done = await llm_label(ctx, unit, text, label)
+            done.value.folio_tokens = folio_tokens(margins)
+            return done
+        label.folio_tokens = folio_tokens(margins)
         return label
 
     async def _sequence(self, ctx: OpContext) -> list[tuple[int, PageLabel]]:
@@ -100,14 +105,17 @@ class Label(Operation):
         for lab in labels:
             lab.printed_page = lab.read_as
             lab.sequence_fixed = False
-        # the repair looks for folio-like tokens: those of the margin re-reads count too. Read in
-        # chunks: every page's word boxes at once held 230 MB for a 400-page book.
-        cands: dict[int, list[Folio]] = {}
-        for i in range(0, len(pages), _SEQUENCE_CHUNK):
-            chunk = pages[i:i + _SEQUENCE_CHUNK]
+        # the repair looks for folio-like tokens (those of the margin re-reads too): each label
+        # keeps its page's; a label stored before they were kept has its page read again
+        cands = {p.page_num: lab.folio_tokens for p, lab in zip(pages, labels, strict=True)
+                 if lab.folio_tokens is not None}
+        older = [p for p in pages if p.page_num not in cands]
+        # in chunks: every page's word boxes at once held 230 MB for a 400-page book
+        for i in range(0, len(older), _SEQUENCE_CHUNK):
+            chunk = older[i:i + _SEQUENCE_CHUNK]
             texts = await load_page_texts(ctx.store, ctx.book.id, [p.page_num for p in chunk])
             for p, t in zip(chunk, texts, strict=True):
-                cands[p.page_num] = folio_candidates(cached_margin_text(ctx, p, t))
+                cands[p.page_num] = folio_tokens(cached_margin_text(ctx, p, t))
         fixed = fix_label_sequence(labels, [], candidates=cands)
         return [(p.page_num, lab) for p, lab in zip(pages, fixed, strict=True)]
 

@@ -61,7 +61,7 @@ Page text:
 
 def label_prompt(text: PageText, offline: PageLabel) -> str:
     types = ", ".join(t.value for t in ContentType)
-    reading = hint(offline, exclude={"method", "read_as", "sequence_fixed"})
+    reading = hint(offline, exclude={"method", "read_as", "sequence_fixed", "folio_tokens"})
     shown = head_tail(text.text, HEAD_LINES, TAIL_LINES) or "(empty)"
     return _INSTRUCTIONS.format(head=HEAD_LINES, tail=TAIL_LINES, page=text.page_num, types=types,
                                 offline=reading, text=shown)

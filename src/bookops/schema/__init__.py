@@ -6,6 +6,7 @@ from .job import CallRecord, HistoryEvent, JobRecord, JobStatus, Lease, OpProgre
 from .page import (
     Blend,
     ContentType,
+    FolioToken,
     ImageInfo,
     OcrResult,
     OcrState,
@@ -21,7 +22,7 @@ from .page import (
 from .toc import Toc, TocEntry
 
 __all__ = [
-    "BOOK_OPS", "Blend", "Book", "BookMetadata", "CallRecord", "ContentType", "HistoryEvent",
+    "BOOK_OPS", "Blend", "Book", "BookMetadata", "CallRecord", "ContentType", "FolioToken", "HistoryEvent",
     "ImageInfo", "JobRecord", "JobStatus", "Lease", "OcrResult", "OcrState", "OpError", "OpFlag",
     "OpMetrics", "OpProgress", "OpState", "Page", "PageLabel", "PageSource", "SourceFile",
     "StoredModel", "Toc", "TocEntry", "Word", "ocr_result_id", "page_id", "utcnow",

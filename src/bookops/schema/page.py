@@ -49,6 +49,13 @@ class ContentType(str, Enum):
     other = "other"
 
 
+class FolioToken(BaseModel):
+    """A folio-like token read at the head or foot of a page: as read, and as a number if it is one."""
+
+    raw: str
+    value: str | None = None
+
+
 class PageLabel(BaseModel):
     """What is printed on the page about the page: folio, running header, kind of content."""
 
@@ -60,6 +67,9 @@ class PageLabel(BaseModel):
     method: str | None = None
     read_as: str | None = Field(None, description="the number as read on the page, before the book-wide pass")
     sequence_fixed: bool = Field(False, description="the book-wide pass changed the printed number")
+    folio_tokens: list[FolioToken] | None = Field(
+        None, description="folio-like tokens at the head and foot (margin re-read included), kept for "
+                          "the book-wide pass; null on labels stored before they were kept")
 
 
 class OcrState(BaseModel):

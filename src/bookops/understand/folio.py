@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from bookops.schema import Word
+from bookops.schema import FolioToken, Word
 
 from .pagetext import Line, PageText, visual_lines
 from .roman import roman_value
@@ -150,6 +150,11 @@ def folio_candidates(page: PageText) -> list[Folio]:
         isolated = pitch == 0 or foot.top - lines[-2].top > 1.25 * pitch
         out.extend(_line_candidates(foot, "foot", isolated))
     return out
+
+
+def folio_tokens(page: PageText) -> list[FolioToken]:
+    """The page's ``folio_candidates`` as stored with its label: what the book-wide pass needs."""
+    return [FolioToken(raw=c.raw, value=c.value) for c in folio_candidates(page)]
 
 
 def best_folio(cands: list[Folio]) -> Folio | None:

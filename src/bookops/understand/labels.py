@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import re
 
-from bookops.schema import ContentType, PageLabel
+from bookops.schema import ContentType, FolioToken, PageLabel
 
-from .folio import Folio, best_folio, content_lines, folio_candidates, lookalike_digits, median_word_height
+from .folio import (
+    Folio,
+    best_folio,
+    content_lines,
+    folio_candidates,
+    folio_tokens,
+    lookalike_digits,
+    median_word_height,
+)
 from .pagetext import Line, PageText
 from .roman import roman_value, to_roman
 from .toc_find import toc_heading, toc_page_score
@@ -172,18 +180,18 @@ def _render(kind: str, value: int, like: str | None) -> str:
 
 
 def fix_label_sequence(labels: list[PageLabel], pages: list[PageText], *,
-                       candidates: dict[int, list[Folio]] | None = None) -> list[PageLabel]:
+                       candidates: dict[int, list[FolioToken]] | None = None) -> list[PageLabel]:
     """Make printed numbers consistent across the book.
 
     Arabic folios keep a constant offset to the scan index and roman ones rise by one, at least
     between plates and gaps. A number that both sides of the book disagree with is repaired when
     OCR plausibly misread the expected one, and dropped otherwise (a chapter or line number). A page
     where nothing folio-like was read stays unnumbered. ``candidates`` (scan page -> its
-    ``folio_candidates``) may stand in for ``pages``, so a long book need not be held whole.
+    ``folio_tokens``) may stand in for ``pages``, so a long book need not be held whole.
     """
     out = [lab.model_copy() for lab in labels]
     nums = [_num(lab.printed_page) for lab in out]
-    cands = candidates if candidates is not None else {p.page_num: folio_candidates(p) for p in pages}
+    cands = candidates if candidates is not None else {p.page_num: folio_tokens(p) for p in pages}
     for i, lab in enumerate(out):
         before, after = _expected(nums, i, -1), _expected(nums, i, +1)
         sides = [s for s in (before, after) if s is not None]
