@@ -7,7 +7,7 @@ analysis drops as noise, and the right-hand page-number column of a ToC.
 
 from __future__ import annotations
 
-from PIL import Image, ImageDraw, ImageFilter, ImageMath, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageMath, ImageOps
 
 __all__ = ["ink_mask", "ink_rows", "remove_leader_dots", "skew_angle"]
 
@@ -28,7 +28,8 @@ def ink_mask(img: Image.Image, delta: int = INK_DELTA) -> Image.Image:
     small = gray.resize((max(1, w // 4), max(1, h // 4)), Image.Resampling.BOX)
     paper = small.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.BoxBlur(4))
     paper = paper.resize((w, h), Image.Resampling.BILINEAR)
-    return ImageMath.lambda_eval(lambda a: ((a["p"] - a["g"]) > delta) * 255, p=paper, g=gray).convert("L")
+    # paper - gray in 8 bits (clipped at 0), then a lookup: half the time of the same sum in ImageMath
+    return ImageChops.subtract(paper, gray).point([255 if v > delta else 0 for v in range(256)])
 
 
 def ink_rows(mask: Image.Image, *, min_height: int = 4, rule_share: float = 0.3,
