@@ -44,13 +44,13 @@ def _public_namespace(module: types.ModuleType) -> set[str]:
 def test_all_is_the_intended_public_names(module: types.ModuleType, intended: set[str]) -> None:
     assert set(module.__all__) == intended
     assert len(module.__all__) == len(intended)  # no duplicates
+    for name in module.__all__:  # the package imports the heavier names on first use
+        assert getattr(module, name) is not None
     if module is not bookops.display:  # the package namespaces hold nothing else public
         assert _public_namespace(module) == intended - {"__version__"}
     else:
         assert intended <= _public_namespace(module)
     assert module.__all__ == sorted(module.__all__, key=str.casefold)
-    for name in module.__all__:
-        assert getattr(module, name) is not None
 
 
 def test_ops_are_the_same_objects_everywhere() -> None:
@@ -113,6 +113,18 @@ def test_public_names_have_docstrings_and_type_hints(qualname: str, obj: Any) ->
     else:
         assert callable(obj)
         assert not _missing_hints(obj), f"{qualname}: no type hints for {_missing_hints(obj)}"
+
+
+def test_workers_import_the_providers_without_the_library() -> None:
+    """A CPU-pool worker imports ``bookops.providers``: the store, jobs and displays stay out."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bookops.providers.pdf, bookops.providers.tesseract; "
+            "print(sorted(m for m in sys.modules if m.startswith(('bookops.', 'rich', 'pydantic'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("bookops.api", "bookops.store", "bookops.jobs", "bookops.display", "rich", "pydantic"):
+        assert f"'{heavy}" not in loaded, loaded
 
 
 def test_version_is_a_string() -> None:

@@ -14,7 +14,9 @@ The operations (``Extract``, ``Ocr``, ``Blend``, ``Label``, ``Metadata``, ``TocF
 :mod:`bookops.schema`, the displays in :mod:`bookops.display`, the errors in :mod:`bookops.errors`.
 """
 
-from .api import Library, open
+import importlib as _importlib
+import typing as _typing
+
 from .errors import (
     BookBusy,
     BookopsError,
@@ -27,9 +29,32 @@ from .errors import (
     TransientError,
     UserError,
 )
-from .ops import Blend, Extract, Label, Metadata, Ocr, Operation, TocExtract, TocFind
-from .settings import Settings
-from .store import Store, open_store
+
+if _typing.TYPE_CHECKING:
+    from .api import Library, open
+    from .ops import Blend, Extract, Label, Metadata, Ocr, Operation, TocExtract, TocFind
+    from .settings import Settings
+    from .store import Store, open_store
+
+# Imported on first use: the CPU pool's worker processes import bookops.providers, and with it this
+# package; the whole library (store, displays, pydantic models) would cost each worker 0.3 s more.
+_LAZY = {"Library": ".api", "open": ".api", "Settings": ".settings", "Store": ".store",
+         "open_store": ".store", **{name: ".ops" for name in (
+             "Blend", "Extract", "Label", "Metadata", "Ocr", "Operation", "TocExtract", "TocFind")}}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bookops' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
