@@ -8,8 +8,10 @@ Runs on PDF (default: the 63-page maint-guide of the dev corpus), first N pages:
   (a') ``bookops job process-pages`` as a subprocess with a temp BOOKOPS_HOME: all seven operations,
        offline (no LLM key is passed on), so the OCR dominates
   (b)  the floor: a bare process pool, one single-threaded tesseract per core, on the page images;
-       (b1) tesseract on the image as it is (THE floor the ratios use), (b2) bookops' tesseract
-       adapter as the Ocr op runs it (no upscale), (b3) the adapter with ``upscale=True``
+       (b1) pytesseract.image_to_string on the image as it is (THE floor the ratios use),
+       (b1') pytesseract.image_to_data, the call the Ocr op makes for word boxes (no CER: its
+       text is not laid out in lines), (b2) bookops' tesseract adapter as the Ocr op runs it (no
+       upscale), (b3) the adapter with ``upscale=True``
   (c)  ``ocrmypdf --force-ocr -j <cores> --sidecar`` when OCRmyPDF is installed
 With ``--rounds N`` every run is made N times, interleaved, and the ratios are medians of each
 round's ratio to that round's floor: on a shared machine the speed drifts by 10-20 % between
@@ -99,6 +101,15 @@ def _bare_tesseract(path: str, dpi: int | None) -> str:
     import pytesseract
 
     return str(pytesseract.image_to_string(path, config=f"--dpi {dpi}" if dpi else ""))
+
+
+def _bare_tesseract_data(path: str, dpi: int | None) -> str:
+    """The call the Ocr op is specified to make (word boxes and confidences), bare."""
+    import pytesseract
+
+    data = pytesseract.image_to_data(path, config=f"--dpi {dpi}" if dpi else "",
+                                     output_type=pytesseract.Output.DICT)
+    return " ".join(t for t in data["text"] if t.strip())
 
 
 def _adapter(path: str, dpi: int | None) -> str:
@@ -256,6 +267,9 @@ def main() -> None:
             c0 = cpu_now()
             secs, texts = pool_run(_bare_tesseract, images, args.workers)
             record("(b1) floor: bare tesseract pool", c0, secs, texts)
+            c0 = cpu_now()
+            secs, texts = pool_run(_bare_tesseract_data, images, args.workers)
+            record("(b1') bare pool, image_to_data", c0, secs, None)
             c0 = cpu_now()
             secs, texts = pool_run(_adapter, images, args.workers)
             record("(b2) bare pool, bookops adapter", c0, secs, texts)

@@ -51,7 +51,9 @@ def _default_limits() -> dict[str, RateLimit]:
     # next unit comes back (measured on 63 pages: Extract+Ocr 2-6 % faster than one per core).
     local = 2 * (os.cpu_count() or 1)
     return {
-        "tesseract": RateLimit(concurrency=local, rpm=None, max_attempts=2, timeout_s=300),
+        # three times that for tesseract: the pages waiting for a busy worker leave together, as
+        # one tesseract process (pools.batch, providers.tesseract.ocr_images), about three a batch
+        "tesseract": RateLimit(concurrency=3 * local, rpm=None, max_attempts=2, timeout_s=300),
         "cpu": RateLimit(concurrency=local, rpm=None, max_attempts=2, timeout_s=300),
         "offline": RateLimit(concurrency=local, rpm=None, max_attempts=1, timeout_s=300),
         "openai": RateLimit(concurrency=4, rpm=60, burst=1, max_attempts=4, timeout_s=120),

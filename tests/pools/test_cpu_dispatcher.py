@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -13,15 +12,6 @@ from bookops.pools import CpuPool, Dispatcher, Pool, WorkUnit
 from bookops.settings import RateLimit, Settings
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def cpu() -> AsyncIterator[CpuPool]:
-    pool = CpuPool(2)
-    try:
-        yield pool
-    finally:
-        await pool.aclose()
 
 
 async def test_workers_run_single_threaded_and_bounded(cpu: CpuPool) -> None:

@@ -20,13 +20,14 @@ from bookops.providers.tesseract import (
     build_text,
     ocr_careful,
     ocr_image,
+    ocr_images,
     ocr_margin_lines,
 )
 from bookops.schema import Word
 from bookops.understand import PageText, parse_toc
 from bookops.understand.folio import with_margin_lines
 from bookops.understand.labels import read_page_label
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, SAMPLE_PDF
 
 MAINT = CORPUS / "dev" / "maint-guide"
 
@@ -89,6 +90,19 @@ def test_word_boxes_are_in_the_stored_image_pixels(tmp_path: Path, dpi: int) -> 
     assert abs(word["left"] - x0) <= tol and abs(word["top"] - y0) <= tol
     assert abs(word["left"] + word["width"] - x1) <= tol
     assert abs(word["top"] + word["height"] - y1) <= tol
+
+
+def test_pages_read_together_equal_pages_read_alone(tmp_path: Path) -> None:
+    pages = [str(extract_page(str(SAMPLE_PDF), i, str(tmp_path / f"{i:04d}"), 300)["path"]) for i in (2, 5)]
+    word, _ = _word_image(tmp_path, 300)  # another resolution: read in a tesseract call of its own
+    paths = [pages[0], str(word), pages[1]]
+    alone = [ocr_image(p, "eng", None) for p in paths]
+    together = ocr_images(paths, "eng", [None, None, None])
+    assert together == alone
+    assert [r["dpi"] for r in together] == [alone[0]["dpi"], 300, alone[2]["dpi"]]
+    assert all(r["words"] for r in together) and together[0]["text"] != together[2]["text"]
+    with pytest.raises(PermanentError):  # one unreadable page fails the call (the batcher then
+        ocr_images([pages[0], str(tmp_path / "missing.png")], "eng")  # reads them one by one)
 
 
 def test_build_text_breaks_lines_and_blocks() -> None:

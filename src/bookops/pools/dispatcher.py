@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
+from .batch import Batcher
 from .cpu import CpuPool
 from .pool import ExecuteFn, Pool, PoolStatus
 from .units import WorkResult, WorkUnit
@@ -24,6 +26,7 @@ class Dispatcher:
         self._pools: dict[str, Pool] = {}
         self._llm: LlmClient | None = None
         self.cpu = CpuPool(settings.workers)
+        self._batchers: dict[str, Batcher[Any, Any]] = {}
 
     def pool(self, provider: str) -> Pool:
         pool = self._pools.get(provider)
@@ -31,6 +34,14 @@ class Dispatcher:
             pool = self._pools[provider] = Pool(provider, self.settings.limit_for(provider),
                                                 window_s=self.window_s)
         return pool
+
+    def batcher(self, name: str, fn: Callable[[Hashable, list[Any]], list[Any]], *,
+                max_batch: int = 4) -> Batcher[Any, Any]:
+        """The CPU-pool batcher called ``name`` (made on first use with ``fn``), shared by every job."""
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            batcher = self._batchers[name] = Batcher(self.cpu, fn, max_batch=max_batch)
+        return batcher
 
     def llm(self) -> LlmClient:
         """The one LLM client of this process, made on first use: every unit shares its

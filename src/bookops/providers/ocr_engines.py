@@ -40,16 +40,17 @@ class OcrEngine:
 
 async def tesseract_engine(ctx: OpContext, unit: WorkUnit) -> dict[str, Any]:
     """Tesseract on the page image, in a CPU-pool process (one single-threaded tesseract per core)."""
-    from .tesseract import ocr_image
+    from .tesseract import read_pages
 
     path = page_image_path(ctx, unit)
     lang = str(unit.payload.get("lang") or ctx.settings.ocr_lang)
     dpi = unit.payload.get("dpi")
     # tesseract is killed at the pool's timeout, so a stuck page does not keep a CPU worker busy
     timeout_s = ctx.settings.limit_for(unit.provider).timeout_s
-    fields: dict[str, Any] = await ctx.dispatcher.cpu.run(
-        partial(ocr_image, timeout_s=timeout_s, upscale=bool(unit.payload.get("upscale", False))),
-        str(path), lang, int(dpi) if dpi else None)
+    # pages waiting at the same time share one tesseract process: its start costs a sixth of a page
+    key = (lang, bool(unit.payload.get("upscale", False)), timeout_s)
+    fields: dict[str, Any] = await ctx.dispatcher.batcher("tesseract", read_pages).submit(
+        key, (str(path), int(dpi) if dpi else None))
     return fields
 
 
