@@ -90,13 +90,14 @@ class Label(Operation):
                 label = again
         label.read_as = label.printed_page
         label.method = "offline"
+        tokens = folio_tokens(margins)  # kept whichever reader labels the page
         if unit.provider == "openai":
             from .label_llm import llm_label
 
             done = await llm_label(ctx, unit, text, label)
-            done.value.folio_tokens = folio_tokens(margins)
+            done.value.folio_tokens = tokens
             return done
-        label.folio_tokens = folio_tokens(margins)
+        label.folio_tokens = tokens
         return label
 
     async def _sequence(self, ctx: OpContext) -> list[tuple[int, PageLabel]]:
